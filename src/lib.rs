@@ -1,0 +1,3 @@
+//! driftcron: a GitOps job scheduler. See DESIGN.md for the architecture.
+
+pub mod spec;
