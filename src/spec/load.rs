@@ -1,0 +1,238 @@
+//! From a [`Snapshot`] of files to the desired state: job ids from paths,
+//! `_defaults.toml` cascading, settings, and every diagnostic of every file
+//! in one pass.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use super::diag::{self, Diagnostic, Severity, SourceText};
+use super::doc::{self, Table};
+use super::job::{JobId, JobSpec};
+use super::raw::{JOB_ONLY_FIELDS, RawJob, Reporter};
+use super::settings::{SETTINGS_FILE, Settings};
+use super::validate::{self, Context, Mode};
+use crate::snapshot::Snapshot;
+
+/// Largest schedule file read. A job is a few hundred bytes; anything near
+/// this is a mistake or an attack, and must not cost the daemon memory.
+pub const MAX_FILE_SIZE: usize = 1024 * 1024;
+
+/// The file that holds a folder's defaults.
+pub const DEFAULTS_FILE: &str = "_defaults.toml";
+
+/// What loading needs besides the files.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The instant "can never fire" and DST warnings look ahead from.
+    pub now: DateTime<Utc>,
+    /// Overrides `[limits] max_jobs` (from the command line).
+    pub max_jobs: Option<usize>,
+}
+
+/// The jobs git asks for, and the settings they run under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    pub revision: String,
+    pub jobs: BTreeMap<JobId, JobSpec>,
+    pub settings: Settings,
+}
+
+/// The outcome of loading: the valid jobs, and every diagnostic.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Jobs that validated. When [`Loaded::is_valid`] is false this is a
+    /// partial view, for reports; it must not be applied.
+    pub desired: DesiredState,
+    /// Sorted by file and position, without repeats.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Schedule files read (jobs, defaults and settings).
+    pub files: usize,
+    /// Job files found, valid or not.
+    pub job_files: usize,
+}
+
+impl Loaded {
+    pub fn is_valid(&self) -> bool {
+        !self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+}
+
+enum Role {
+    Settings,
+    /// Defaults for the folder (`""` for the root).
+    Defaults(String),
+    Job(String),
+}
+
+fn role(path: &str) -> Role {
+    if path == SETTINGS_FILE {
+        return Role::Settings;
+    }
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    if name == DEFAULTS_FILE {
+        Role::Defaults(dir.to_string())
+    } else {
+        Role::Job(path.trim_end_matches(".toml").to_string())
+    }
+}
+
+/// The folders whose defaults apply to a job, root first.
+fn ancestors(id: &str) -> Vec<&str> {
+    let mut out = vec![""];
+    out.extend(id.match_indices('/').map(|(i, _)| &id[..i]));
+    out
+}
+
+/// Turns bytes into text, or says where the first bad byte is.
+fn decode(path: &str, bytes: &[u8]) -> Result<String, Diagnostic> {
+    if bytes.len() > MAX_FILE_SIZE {
+        return Err(Diagnostic::file(
+            Severity::Error,
+            path,
+            format!("file is {} bytes; the limit is {MAX_FILE_SIZE}", bytes.len()),
+        )
+        .with_hint("a job file is a few hundred bytes; is this the right file?"));
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_string()),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+            let col = good.len() - good.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+            let mut d = Diagnostic::file(
+                Severity::Error,
+                path,
+                format!("file is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()),
+            )
+            .with_hint("save the file as UTF-8");
+            d.position = Some(diag::Position { line, column: col });
+            Err(d)
+        }
+    }
+}
+
+/// Loads a snapshot. Never panics on input; every problem becomes a
+/// diagnostic.
+pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
+    let mut diags: Vec<Diagnostic> = snapshot
+        .problems
+        .iter()
+        .map(|p| Diagnostic::file(Severity::Error, &p.path, p.message.clone()).with_hint_opt(p.hint.clone()))
+        .collect();
+
+    // Decode every schedule file; a file that is not text is reported and
+    // left out.
+    let mut sources = Vec::new();
+    let mut roles = Vec::new();
+    for f in snapshot.files.iter().filter(|f| f.path.ends_with(".toml")) {
+        match decode(&f.path, &f.bytes) {
+            Ok(text) => {
+                sources.push(SourceText::new(f.path.clone(), text));
+                roles.push(role(&f.path));
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    let job_files = roles.iter().filter(|r| matches!(r, Role::Job(_))).count()
+        + snapshot.problems.len();
+    let files = sources.len();
+
+    let mut r = Reporter::new(&sources);
+    let mut tables: Vec<Option<Table>> = Vec::with_capacity(sources.len());
+    for (i, src) in sources.iter().enumerate() {
+        tables.push(doc::parse(i, src, &mut r.diags));
+    }
+
+    // Settings first: they bound the rest.
+    let mut settings = Settings::default();
+    for (i, role) in roles.iter().enumerate() {
+        if let (Role::Settings, Some(t)) = (role, &tables[i]) {
+            settings = Settings::read(t, &mut r);
+        }
+    }
+    if let Some(m) = opts.max_jobs {
+        settings.limits.max_jobs = m;
+    }
+    let mut desired = DesiredState {
+        revision: snapshot.revision.clone(),
+        jobs: BTreeMap::new(),
+        settings,
+    };
+    if job_files > settings.limits.max_jobs {
+        r.diags.push(
+            Diagnostic::file(
+                Severity::Error,
+                "",
+                format!(
+                    "{job_files} job files exceed the limit of {} (driftcron.toml [limits] max_jobs)",
+                    settings.limits.max_jobs
+                ),
+            )
+            .with_hint("raise [limits] max_jobs in driftcron.toml if this many jobs is intended"),
+        );
+        let mut all = diags;
+        all.append(&mut r.diags);
+        diag::normalize(&mut all);
+        return Loaded { desired, diagnostics: all, files, job_files };
+    }
+
+    // Defaults: checked once on their own, then stripped of job-only
+    // fields (already reported) before they cascade.
+    let mut defaults: HashMap<String, Table> = HashMap::new();
+    for (i, role) in roles.iter().enumerate() {
+        if let (Role::Defaults(dir), Some(t)) = (role, &tables[i]) {
+            let raw = RawJob::read(t, &mut r);
+            let ctx = Context { now: opts.now, own_file: i };
+            validate::build(None, &raw, Mode::Defaults, &ctx, &mut r);
+            let mut cascading = t.clone();
+            cascading.entries.retain(|(k, _)| !JOB_ONLY_FIELDS.contains(&k.name.as_str()));
+            defaults.insert(dir.clone(), cascading);
+        }
+    }
+
+    for (i, role) in roles.iter().enumerate() {
+        let Role::Job(id_text) = role else { continue };
+        let id = match JobId::parse(id_text) {
+            Ok(id) => Some(id),
+            Err(msg) => {
+                r.diags.push(
+                    Diagnostic::file(Severity::Error, &sources[i].name, format!("invalid job id: {msg}"))
+                        .with_hint("a job's id is its path; rename the file or folder (for example to lowercase)"),
+                );
+                None
+            }
+        };
+        let Some(own) = &tables[i] else { continue };
+        let mut merged = Table::default();
+        for dir in ancestors(id_text) {
+            if let Some(d) = defaults.get(dir) {
+                merged.merge(d);
+            }
+        }
+        merged.merge(own);
+        let raw = RawJob::read(&merged, &mut r);
+        let ctx = Context { now: opts.now, own_file: i };
+        if let Some(spec) = validate::build(id, &raw, Mode::Job, &ctx, &mut r) {
+            desired.jobs.insert(spec.id.clone(), spec);
+        }
+    }
+
+    let mut all = diags;
+    all.append(&mut r.diags);
+    diag::normalize(&mut all);
+    Loaded {
+        desired,
+        diagnostics: all,
+        files,
+        job_files,
+    }
+}
