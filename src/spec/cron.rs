@@ -528,7 +528,11 @@ fn parse_range_term(field: Field, term: &str, at: usize) -> Result<u64, CronErro
     let mut bits = 0u64;
     let mut v = start;
     while v <= end {
-        let bit = if field == Field::DayOfWeek && v == 7 { 0 } else { v };
+        let bit = if field == Field::DayOfWeek && v == 7 {
+            0
+        } else {
+            v
+        };
         bits |= 1 << bit;
         v += step;
     }
@@ -561,14 +565,19 @@ fn parse_dom(text: &str, at: usize, out: &mut CronExpr) -> Result<(), CronError>
             out.dom_last_weekday = true;
         } else if let Some(n) = upper.strip_suffix('W') {
             if n.contains(['-', '/', '*']) {
-                return Err(CronError::new(span, format!("`{term}`: W takes a single day"))
-                    .hint("write `15W` for the weekday nearest the 15th"));
+                return Err(
+                    CronError::new(span, format!("`{term}`: W takes a single day"))
+                        .hint("write `15W` for the weekday nearest the 15th"),
+                );
             }
             let v = parse_value(field, &term[..n.len()], t_at)?;
             out.dom_nearest_weekday |= 1 << v;
         } else if upper.starts_with('L') {
-            return Err(CronError::new(span, format!("`{term}` is not valid in the {field} field"))
-                .hint("`L` is the last day of the month, `LW` the last weekday"));
+            return Err(CronError::new(
+                span,
+                format!("`{term}` is not valid in the {field} field"),
+            )
+            .hint("`L` is the last day of the month, `LW` the last weekday"));
         } else {
             if term.is_empty() {
                 return Err(CronError::new(
@@ -605,8 +614,10 @@ fn parse_dow(text: &str, at: usize, out: &mut CronExpr) -> Result<(), CronError>
             let d = parse_value(field, day, t_at)? % 7;
             out.dow_last |= 1 << d;
         } else if term.eq_ignore_ascii_case("L") {
-            return Err(CronError::new(span, "`L` alone is ambiguous in the day-of-week field")
-                .hint("write `5L` or `FRIL` for the last Friday of the month"));
+            return Err(
+                CronError::new(span, "`L` alone is ambiguous in the day-of-week field")
+                    .hint("write `5L` or `FRIL` for the last Friday of the month"),
+            );
         } else {
             if term.is_empty() {
                 return Err(CronError::new(
@@ -639,51 +650,117 @@ mod tests {
 
     #[test]
     fn basic_fields() {
-        assert_eq!(next("30 2 * * *", "2026-01-01 00:00:00"), "2026-01-01 02:30:00");
-        assert_eq!(next("30 2 * * *", "2026-01-01 02:30:00"), "2026-01-01 02:30:00");
-        assert_eq!(next("30 2 * * *", "2026-01-01 02:30:01"), "2026-01-02 02:30:00");
-        assert_eq!(next("*/15 * * * *", "2026-01-01 00:16:00"), "2026-01-01 00:30:00");
-        assert_eq!(next("0 0 1 1 *", "2026-06-01 00:00:00"), "2027-01-01 00:00:00");
-        assert_eq!(next("15 10 * * * *", "2026-06-01 00:00:00"), "2026-06-01 00:10:15");
+        assert_eq!(
+            next("30 2 * * *", "2026-01-01 00:00:00"),
+            "2026-01-01 02:30:00"
+        );
+        assert_eq!(
+            next("30 2 * * *", "2026-01-01 02:30:00"),
+            "2026-01-01 02:30:00"
+        );
+        assert_eq!(
+            next("30 2 * * *", "2026-01-01 02:30:01"),
+            "2026-01-02 02:30:00"
+        );
+        assert_eq!(
+            next("*/15 * * * *", "2026-01-01 00:16:00"),
+            "2026-01-01 00:30:00"
+        );
+        assert_eq!(
+            next("0 0 1 1 *", "2026-06-01 00:00:00"),
+            "2027-01-01 00:00:00"
+        );
+        assert_eq!(
+            next("15 10 * * * *", "2026-06-01 00:00:00"),
+            "2026-06-01 00:10:15"
+        );
     }
 
     #[test]
     fn names_are_case_insensitive() {
-        assert_eq!(next("0 9 * jan mon", "2026-01-01 00:00:00"), "2026-01-05 09:00:00");
-        assert_eq!(next("0 9 * * SUN", "2026-01-01 00:00:00"), "2026-01-04 09:00:00");
-        assert_eq!(next("0 9 * * 7", "2026-01-01 00:00:00"), "2026-01-04 09:00:00");
+        assert_eq!(
+            next("0 9 * jan mon", "2026-01-01 00:00:00"),
+            "2026-01-05 09:00:00"
+        );
+        assert_eq!(
+            next("0 9 * * SUN", "2026-01-01 00:00:00"),
+            "2026-01-04 09:00:00"
+        );
+        assert_eq!(
+            next("0 9 * * 7", "2026-01-01 00:00:00"),
+            "2026-01-04 09:00:00"
+        );
     }
 
     #[test]
     fn day_fields_or_and_and() {
         // Both restricted: the 13th OR any Friday.
-        assert_eq!(next("0 0 13 * FRI", "2026-02-01 00:00:00"), "2026-02-06 00:00:00");
+        assert_eq!(
+            next("0 0 13 * FRI", "2026-02-01 00:00:00"),
+            "2026-02-06 00:00:00"
+        );
         // `*/2` starts with a star: odd days AND Mondays.
-        assert_eq!(next("0 0 */2 * MON", "2026-02-01 00:00:00"), "2026-02-09 00:00:00");
-        assert_eq!(next("0 0 ? * MON", "2026-02-01 00:00:00"), "2026-02-02 00:00:00");
+        assert_eq!(
+            next("0 0 */2 * MON", "2026-02-01 00:00:00"),
+            "2026-02-09 00:00:00"
+        );
+        assert_eq!(
+            next("0 0 ? * MON", "2026-02-01 00:00:00"),
+            "2026-02-02 00:00:00"
+        );
     }
 
     #[test]
     fn last_and_weekday_forms() {
-        assert_eq!(next("0 0 L * *", "2028-02-01 00:00:00"), "2028-02-29 00:00:00");
-        assert_eq!(next("0 0 L * *", "2027-02-01 00:00:00"), "2027-02-28 00:00:00");
+        assert_eq!(
+            next("0 0 L * *", "2028-02-01 00:00:00"),
+            "2028-02-29 00:00:00"
+        );
+        assert_eq!(
+            next("0 0 L * *", "2027-02-01 00:00:00"),
+            "2027-02-28 00:00:00"
+        );
         // 2026-05-31 is a Sunday: the last weekday is Friday the 29th.
-        assert_eq!(next("0 0 LW * *", "2026-05-01 00:00:00"), "2026-05-29 00:00:00");
+        assert_eq!(
+            next("0 0 LW * *", "2026-05-01 00:00:00"),
+            "2026-05-29 00:00:00"
+        );
         // Last Friday of January 2026 is the 30th.
-        assert_eq!(next("0 0 * * 5L", "2026-01-01 00:00:00"), "2026-01-30 00:00:00");
-        assert_eq!(next("0 0 * * FRIL", "2026-01-01 00:00:00"), "2026-01-30 00:00:00");
-        assert_eq!(next("0 0 * * MON#2", "2026-01-01 00:00:00"), "2026-01-12 00:00:00");
+        assert_eq!(
+            next("0 0 * * 5L", "2026-01-01 00:00:00"),
+            "2026-01-30 00:00:00"
+        );
+        assert_eq!(
+            next("0 0 * * FRIL", "2026-01-01 00:00:00"),
+            "2026-01-30 00:00:00"
+        );
+        assert_eq!(
+            next("0 0 * * MON#2", "2026-01-01 00:00:00"),
+            "2026-01-12 00:00:00"
+        );
         // 2026-08-15 is a Saturday: 15W is Friday the 14th.
-        assert_eq!(next("0 0 15W * *", "2026-08-01 00:00:00"), "2026-08-14 00:00:00");
+        assert_eq!(
+            next("0 0 15W * *", "2026-08-01 00:00:00"),
+            "2026-08-14 00:00:00"
+        );
         // 2026-08-01 is a Saturday: 1W does not leave the month, Monday the 3rd.
-        assert_eq!(next("0 0 1W * *", "2026-08-01 00:00:00"), "2026-08-03 00:00:00");
+        assert_eq!(
+            next("0 0 1W * *", "2026-08-01 00:00:00"),
+            "2026-08-03 00:00:00"
+        );
         // 2026-05-31 is a Sunday: 31W stays in May, Friday the 29th.
-        assert_eq!(next("0 0 31W * *", "2026-05-01 00:00:00"), "2026-05-29 00:00:00");
+        assert_eq!(
+            next("0 0 31W * *", "2026-05-01 00:00:00"),
+            "2026-05-29 00:00:00"
+        );
     }
 
     #[test]
     fn leap_day_and_never() {
-        assert_eq!(next("0 0 29 2 *", "2026-03-01 00:00:00"), "2028-02-29 00:00:00");
+        assert_eq!(
+            next("0 0 29 2 *", "2026-03-01 00:00:00"),
+            "2028-02-29 00:00:00"
+        );
         let never = CronExpr::parse("0 0 31 2 *").unwrap();
         assert_eq!(never.next_naive(dt("2026-01-01 00:00:00")), None);
         let never = CronExpr::parse("0 0 30 2 *").unwrap();
@@ -692,9 +769,18 @@ mod tests {
 
     #[test]
     fn steps_follow_cronsim() {
-        assert_eq!(next("10-40/7 * * * *", "2026-01-01 00:25:00"), "2026-01-01 00:31:00");
-        assert_eq!(next("10-40/7 * * * *", "2026-01-01 00:39:00"), "2026-01-01 01:10:00");
-        assert_eq!(next("50/5 * * * *", "2026-01-01 00:51:00"), "2026-01-01 00:55:00");
+        assert_eq!(
+            next("10-40/7 * * * *", "2026-01-01 00:25:00"),
+            "2026-01-01 00:31:00"
+        );
+        assert_eq!(
+            next("10-40/7 * * * *", "2026-01-01 00:39:00"),
+            "2026-01-01 01:10:00"
+        );
+        assert_eq!(
+            next("50/5 * * * *", "2026-01-01 00:51:00"),
+            "2026-01-01 00:55:00"
+        );
     }
 
     #[test]

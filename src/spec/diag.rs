@@ -126,7 +126,12 @@ impl SourceText {
     }
 
     /// A located diagnostic for a byte range of this file.
-    pub fn at(&self, severity: Severity, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+    pub fn at(
+        &self,
+        severity: Severity,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
         let pos = self.position(span.start);
         let line = self.line_text(pos.line);
         let end = self.position(span.end.max(span.start));
@@ -197,7 +202,10 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()

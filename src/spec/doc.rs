@@ -113,7 +113,10 @@ fn convert_table(file: FileId, table: DeTable<'_>) -> Table {
         .into_iter()
         .map(|(k, v)| {
             let key = Key {
-                at: At { file, span: k.span() },
+                at: At {
+                    file,
+                    span: k.span(),
+                },
                 name: k.into_inner().into_owned(),
             };
             (key, convert_value(file, v))
@@ -123,7 +126,10 @@ fn convert_table(file: FileId, table: DeTable<'_>) -> Table {
 }
 
 fn convert_value(file: FileId, v: toml::Spanned<DeValue<'_>>) -> Node {
-    let at = At { file, span: v.span() };
+    let at = At {
+        file,
+        span: v.span(),
+    };
     let kind = match v.into_inner() {
         DeValue::String(s) => Kind::String(s.into_owned()),
         DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
@@ -159,20 +165,28 @@ mod tests {
         assert_eq!(&text[k.at.span.clone()], "a");
         assert_eq!(&text[v.at.span.clone()], "1");
         let (_, dst) = t.get("dst").unwrap();
-        let Kind::Table(dst) = &dst.kind else { panic!() };
+        let Kind::Table(dst) = &dst.kind else {
+            panic!()
+        };
         let (_, gap) = dst.get("gap").unwrap();
         assert_eq!(&text[gap.at.span.clone()], "\"skip\"");
     }
 
     #[test]
     fn merge_is_deep_for_tables_only() {
-        let mut base = table("timezone = \"UTC\"\nenv = { A = \"1\", B = \"2\" }\nlabels = { x = \"1\" }\n");
+        let mut base =
+            table("timezone = \"UTC\"\nenv = { A = \"1\", B = \"2\" }\nlabels = { x = \"1\" }\n");
         let over = table("timezone = \"Europe/Berlin\"\nenv = { B = \"3\" }\n");
         base.merge(&over);
-        let Kind::Table(env) = &base.get("env").unwrap().1.kind else { panic!() };
+        let Kind::Table(env) = &base.get("env").unwrap().1.kind else {
+            panic!()
+        };
         assert_eq!(env.entries.len(), 2);
         assert_eq!(env.get("B").unwrap().1.kind, Kind::String("3".into()));
-        assert_eq!(base.get("timezone").unwrap().1.kind, Kind::String("Europe/Berlin".into()));
+        assert_eq!(
+            base.get("timezone").unwrap().1.kind,
+            Kind::String("Europe/Berlin".into())
+        );
     }
 
     #[test]

@@ -28,19 +28,23 @@ impl JobId {
             return Err("empty job id".into());
         }
         if id.len() > MAX_JOB_ID_LEN {
-            return Err(format!("job id is {} bytes long; the limit is {MAX_JOB_ID_LEN}", id.len()));
+            return Err(format!(
+                "job id is {} bytes long; the limit is {MAX_JOB_ID_LEN}",
+                id.len()
+            ));
         }
         for seg in id.split('/') {
             if seg.is_empty() || seg == "." || seg == ".." {
                 return Err(format!("job id `{id}` has an empty or relative segment"));
             }
             if seg.starts_with('.') {
-                return Err(format!("segment `{seg}` of job id `{id}` starts with a dot"));
+                return Err(format!(
+                    "segment `{seg}` of job id `{id}` starts with a dot"
+                ));
             }
-            if let Some(c) = seg
-                .chars()
-                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
-            {
+            if let Some(c) = seg.chars().find(|c| {
+                !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+            }) {
                 return Err(format!(
                     "job id `{id}` contains {c:?}; ids use lowercase letters, digits, `.`, `_` and `-`"
                 ));
@@ -194,7 +198,8 @@ impl Jitter {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
         let d = (u128::from(h) * nanos) >> 64;
-        Duration::from_nanos(d as u64)
+        // Whole milliseconds: finer is noise, and it reads well in previews.
+        Duration::from_millis((d / 1_000_000) as u64)
     }
 }
 
@@ -232,7 +237,9 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The delay before retry number `attempt` (1-based).
     pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.backoff
             .checked_mul(factor)
             .unwrap_or(self.max_delay)

@@ -98,7 +98,10 @@ fn decode(path: &str, bytes: &[u8]) -> Result<String, Diagnostic> {
         return Err(Diagnostic::file(
             Severity::Error,
             path,
-            format!("file is {} bytes; the limit is {MAX_FILE_SIZE}", bytes.len()),
+            format!(
+                "file is {} bytes; the limit is {MAX_FILE_SIZE}",
+                bytes.len()
+            ),
         )
         .with_hint("a job file is a few hundred bytes; is this the right file?"));
     }
@@ -111,7 +114,10 @@ fn decode(path: &str, bytes: &[u8]) -> Result<String, Diagnostic> {
             let mut d = Diagnostic::file(
                 Severity::Error,
                 path,
-                format!("file is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()),
+                format!(
+                    "file is not valid UTF-8 (bad byte at offset {})",
+                    e.valid_up_to()
+                ),
             )
             .with_hint("save the file as UTF-8");
             d.position = Some(diag::Position { line, column: col });
@@ -126,7 +132,10 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
     let mut diags: Vec<Diagnostic> = snapshot
         .problems
         .iter()
-        .map(|p| Diagnostic::file(Severity::Error, &p.path, p.message.clone()).with_hint_opt(p.hint.clone()))
+        .map(|p| {
+            Diagnostic::file(Severity::Error, &p.path, p.message.clone())
+                .with_hint_opt(p.hint.clone())
+        })
         .collect();
 
     // Decode every schedule file; a file that is not text is reported and
@@ -142,8 +151,8 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
             Err(d) => diags.push(d),
         }
     }
-    let job_files = roles.iter().filter(|r| matches!(r, Role::Job(_))).count()
-        + snapshot.problems.len();
+    let job_files =
+        roles.iter().filter(|r| matches!(r, Role::Job(_))).count() + snapshot.problems.len();
     let files = sources.len();
 
     let mut r = Reporter::new(&sources);
@@ -182,7 +191,12 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
         let mut all = diags;
         all.append(&mut r.diags);
         diag::normalize(&mut all);
-        return Loaded { desired, diagnostics: all, files, job_files };
+        return Loaded {
+            desired,
+            diagnostics: all,
+            files,
+            job_files,
+        };
     }
 
     // Defaults: checked once on their own, then stripped of job-only
@@ -191,10 +205,15 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
     for (i, role) in roles.iter().enumerate() {
         if let (Role::Defaults(dir), Some(t)) = (role, &tables[i]) {
             let raw = RawJob::read(t, &mut r);
-            let ctx = Context { now: opts.now, own_file: i };
+            let ctx = Context {
+                now: opts.now,
+                own_file: i,
+            };
             validate::build(None, &raw, Mode::Defaults, &ctx, &mut r);
             let mut cascading = t.clone();
-            cascading.entries.retain(|(k, _)| !JOB_ONLY_FIELDS.contains(&k.name.as_str()));
+            cascading
+                .entries
+                .retain(|(k, _)| !JOB_ONLY_FIELDS.contains(&k.name.as_str()));
             defaults.insert(dir.clone(), cascading);
         }
     }
@@ -220,7 +239,10 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
         }
         merged.merge(own);
         let raw = RawJob::read(&merged, &mut r);
-        let ctx = Context { now: opts.now, own_file: i };
+        let ctx = Context {
+            now: opts.now,
+            own_file: i,
+        };
         if let Some(spec) = validate::build(id, &raw, Mode::Job, &ctx, &mut r) {
             desired.jobs.insert(spec.id.clone(), spec);
         }

@@ -59,7 +59,11 @@ impl<'a> Reporter<'a> {
                     Some(s) => format!("did you mean \"{s}\"?"),
                     None => format!("known {what} fields: {}", known.join(", ")),
                 };
-                self.error(&key.at, format!("unknown field \"{}\" in {what}", key.name), Some(hint));
+                self.error(
+                    &key.at,
+                    format!("unknown field \"{}\" in {what}", key.name),
+                    Some(hint),
+                );
             }
         }
     }
@@ -67,7 +71,11 @@ impl<'a> Reporter<'a> {
     fn wrong_type(&mut self, key: &Key, node: &Node, expected: &str, example: &str) {
         self.error(
             &node.at,
-            format!("`{}` must be {expected}, found {}", key.name, node.kind.type_name()),
+            format!(
+                "`{}` must be {expected}, found {}",
+                key.name,
+                node.kind.type_name()
+            ),
             Some(format!("for example: {} = {example}", key.name)),
         );
     }
@@ -75,7 +83,10 @@ impl<'a> Reporter<'a> {
     pub fn string(&mut self, t: &Table, name: &str, example: &str) -> Option<Sp<String>> {
         let (key, node) = t.get(name)?;
         match &node.kind {
-            Kind::String(s) => Some(Sp { value: s.clone(), at: node.at.clone() }),
+            Kind::String(s) => Some(Sp {
+                value: s.clone(),
+                at: node.at.clone(),
+            }),
             _ => {
                 self.wrong_type(key, node, "a string", example);
                 None
@@ -86,7 +97,10 @@ impl<'a> Reporter<'a> {
     pub fn boolean(&mut self, t: &Table, name: &str) -> Option<Sp<bool>> {
         let (key, node) = t.get(name)?;
         match &node.kind {
-            Kind::Bool(b) => Some(Sp { value: *b, at: node.at.clone() }),
+            Kind::Bool(b) => Some(Sp {
+                value: *b,
+                at: node.at.clone(),
+            }),
             _ => {
                 self.wrong_type(key, node, "true or false", "true");
                 None
@@ -97,7 +111,10 @@ impl<'a> Reporter<'a> {
     pub fn integer(&mut self, t: &Table, name: &str, example: &str) -> Option<Sp<i64>> {
         let (key, node) = t.get(name)?;
         match &node.kind {
-            Kind::Integer(i) => Some(Sp { value: *i, at: node.at.clone() }),
+            Kind::Integer(i) => Some(Sp {
+                value: *i,
+                at: node.at.clone(),
+            }),
             Kind::Float(f) if f.is_infinite() => {
                 self.error(&node.at, format!("`{}` is out of range", key.name), None);
                 None
@@ -113,8 +130,14 @@ impl<'a> Reporter<'a> {
     pub fn string_or_int(&mut self, t: &Table, name: &str, example: &str) -> Option<Sp<String>> {
         let (key, node) = t.get(name)?;
         match &node.kind {
-            Kind::String(s) => Some(Sp { value: s.clone(), at: node.at.clone() }),
-            Kind::Integer(i) => Some(Sp { value: i.to_string(), at: node.at.clone() }),
+            Kind::String(s) => Some(Sp {
+                value: s.clone(),
+                at: node.at.clone(),
+            }),
+            Kind::Integer(i) => Some(Sp {
+                value: i.to_string(),
+                at: node.at.clone(),
+            }),
             _ => {
                 self.wrong_type(key, node, "a size string or an integer", example);
                 None
@@ -122,7 +145,12 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    pub fn string_array(&mut self, t: &Table, name: &str, example: &str) -> Option<Sp<Vec<Sp<String>>>> {
+    pub fn string_array(
+        &mut self,
+        t: &Table,
+        name: &str,
+        example: &str,
+    ) -> Option<Sp<Vec<Sp<String>>>> {
         let (key, node) = t.get(name)?;
         let Kind::Array(items) = &node.kind else {
             self.wrong_type(key, node, "an array of strings", example);
@@ -132,21 +160,39 @@ impl<'a> Reporter<'a> {
         let mut ok = true;
         for item in items {
             match &item.kind {
-                Kind::String(s) => out.push(Sp { value: s.clone(), at: item.at.clone() }),
+                Kind::String(s) => out.push(Sp {
+                    value: s.clone(),
+                    at: item.at.clone(),
+                }),
                 other => {
                     self.error(
                         &item.at,
-                        format!("`{}` items must be strings, found {}", key.name, other.type_name()),
-                        Some(format!("quote it: \"{}\"", source_slice(self.source(&item.at), &item.at))),
+                        format!(
+                            "`{}` items must be strings, found {}",
+                            key.name,
+                            other.type_name()
+                        ),
+                        Some(format!(
+                            "quote it: \"{}\"",
+                            source_slice(self.source(&item.at), &item.at)
+                        )),
                     );
                     ok = false;
                 }
             }
         }
-        ok.then(|| Sp { value: out, at: node.at.clone() })
+        ok.then(|| Sp {
+            value: out,
+            at: node.at.clone(),
+        })
     }
 
-    pub fn table<'t>(&mut self, t: &'t Table, name: &str, example: &str) -> Option<(&'t Key, &'t Table)> {
+    pub fn table<'t>(
+        &mut self,
+        t: &'t Table,
+        name: &str,
+        example: &str,
+    ) -> Option<(&'t Key, &'t Table)> {
         let (key, node) = t.get(name)?;
         match &node.kind {
             Kind::Table(inner) => Some((key, inner)),
@@ -158,7 +204,12 @@ impl<'a> Reporter<'a> {
     }
 
     /// A table of string values (`labels`, `env`, `headers`).
-    pub fn string_map(&mut self, t: &Table, name: &str, example: &str) -> Option<Sp<BTreeMap<String, Sp<String>>>> {
+    pub fn string_map(
+        &mut self,
+        t: &Table,
+        name: &str,
+        example: &str,
+    ) -> Option<Sp<BTreeMap<String, Sp<String>>>> {
         let (key, node) = t.get(name)?;
         let Kind::Table(inner) = &node.kind else {
             self.wrong_type(key, node, "a table of strings", example);
@@ -168,21 +219,40 @@ impl<'a> Reporter<'a> {
         for (k, v) in &inner.entries {
             match &v.kind {
                 Kind::String(s) => {
-                    out.insert(k.name.clone(), Sp { value: s.clone(), at: v.at.clone() });
+                    out.insert(
+                        k.name.clone(),
+                        Sp {
+                            value: s.clone(),
+                            at: v.at.clone(),
+                        },
+                    );
                 }
                 other => self.error(
                     &v.at,
-                    format!("`{}.{}` must be a string, found {}", key.name, k.name, other.type_name()),
+                    format!(
+                        "`{}.{}` must be a string, found {}",
+                        key.name,
+                        k.name,
+                        other.type_name()
+                    ),
                     Some("quote the value".into()),
                 ),
             }
         }
-        Some(Sp { value: out, at: node.at.clone() })
+        Some(Sp {
+            value: out,
+            at: node.at.clone(),
+        })
     }
 }
 
 fn source_slice(src: &SourceText, at: &At) -> String {
-    src.text.get(at.span.clone()).unwrap_or("").chars().take(40).collect()
+    src.text
+        .get(at.span.clone())
+        .unwrap_or("")
+        .chars()
+        .take(40)
+        .collect()
 }
 
 /// Fields a job file may set.
@@ -219,7 +289,14 @@ pub const JOB_FIELDS: &[&str] = &[
 pub const JOB_ONLY_FIELDS: &[&str] = &["description", "command", "shell", "http"];
 
 pub const DST_FIELDS: &[&str] = &["gap", "fold"];
-pub const HTTP_FIELDS: &[&str] = &["url", "method", "headers", "body", "expect_status", "tls_verify"];
+pub const HTTP_FIELDS: &[&str] = &[
+    "url",
+    "method",
+    "headers",
+    "body",
+    "expect_status",
+    "tls_verify",
+];
 
 /// `[dst]` as written.
 #[derive(Debug, Clone, Default)]
@@ -270,6 +347,9 @@ pub struct RawJob {
     pub retry_backoff: Option<Sp<String>>,
     pub retry_max_delay: Option<Sp<String>>,
     pub on_remove: Option<Sp<String>>,
+    /// Executor keys written (`command`, `shell`, `http`), valid or not, so
+    /// that a malformed executor is not also reported as a missing one.
+    pub executor_keys: Vec<(&'static str, At)>,
 }
 
 impl RawJob {
@@ -300,7 +380,12 @@ impl RawJob {
                     tls_verify: r.boolean(h, "tls_verify"),
                 }
             });
+        let executor_keys = ["command", "shell", "http"]
+            .into_iter()
+            .filter_map(|k| t.get(k).map(|(key, _)| (k, key.at.clone())))
+            .collect();
         RawJob {
+            executor_keys,
             description: r.string(t, "description", "\"Nightly invoice sweep\""),
             labels: r.string_map(t, "labels", "{ team = \"billing\" }"),
             enabled: r.boolean(t, "enabled"),
@@ -334,26 +419,44 @@ impl RawJob {
 fn read_status(h: &Table, r: &mut Reporter<'_>) -> Option<Sp<Vec<Sp<i64>>>> {
     let (key, node) = h.get("expect_status")?;
     let one = |n: &Node| match n.kind {
-        Kind::Integer(i) => Some(Sp { value: i, at: n.at.clone() }),
+        Kind::Integer(i) => Some(Sp {
+            value: i,
+            at: n.at.clone(),
+        }),
         _ => None,
     };
     match &node.kind {
-        Kind::Integer(_) => Some(Sp { value: vec![one(node)?], at: node.at.clone() }),
+        Kind::Integer(_) => Some(Sp {
+            value: vec![one(node)?],
+            at: node.at.clone(),
+        }),
         Kind::Array(items) => {
             let mut out = Vec::new();
             for item in items {
                 match one(item) {
                     Some(v) => out.push(v),
                     None => {
-                        r.error(&item.at, "`expect_status` items must be integers", Some("for example: expect_status = [200, 204]".into()));
+                        r.error(
+                            &item.at,
+                            "`expect_status` items must be integers",
+                            Some("for example: expect_status = [200, 204]".into()),
+                        );
                         return None;
                     }
                 }
             }
-            Some(Sp { value: out, at: node.at.clone() })
+            Some(Sp {
+                value: out,
+                at: node.at.clone(),
+            })
         }
         _ => {
-            r.wrong_type(key, node, "an integer or an array of integers", "[200, 204]");
+            r.wrong_type(
+                key,
+                node,
+                "an integer or an array of integers",
+                "[200, 204]",
+            );
             None
         }
     }

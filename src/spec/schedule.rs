@@ -337,8 +337,12 @@ fn gap_end(tz: Tz, n: NaiveDateTime) -> Option<DateTime<Utc>> {
     // Read as the old offset, n is already past the change; read as the new
     // one, it is still before it. Bisect for the first instant whose wall
     // time is later than n.
-    let mut lo = (n - TimeDelta::seconds(i64::from(after))).and_utc().timestamp();
-    let mut hi = (n - TimeDelta::seconds(i64::from(before))).and_utc().timestamp();
+    let mut lo = (n - TimeDelta::seconds(i64::from(after)))
+        .and_utc()
+        .timestamp();
+    let mut hi = (n - TimeDelta::seconds(i64::from(before)))
+        .and_utc()
+        .timestamp();
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         let wall = local_naive(tz, DateTime::from_timestamp(mid, 0)?);
@@ -426,7 +430,13 @@ mod tests {
 
     #[test]
     fn gap_shift_runs_once_after_the_gap() {
-        let got = upcoming("30 2 * * *", NY, DstPolicy::default(), "2026-03-07T12:00:00-05:00", 3);
+        let got = upcoming(
+            "30 2 * * *",
+            NY,
+            DstPolicy::default(),
+            "2026-03-07T12:00:00-05:00",
+            3,
+        );
         assert_eq!(
             got,
             [
@@ -439,16 +449,37 @@ mod tests {
 
     #[test]
     fn gap_shift_collapses_several_slots_into_one_run() {
-        let got = upcoming("0,30 2 * * *", NY, DstPolicy::default(), "2026-03-08T01:00:00-05:00", 2);
-        assert_eq!(got, ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]);
+        let got = upcoming(
+            "0,30 2 * * *",
+            NY,
+            DstPolicy::default(),
+            "2026-03-08T01:00:00-05:00",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]
+        );
         // A real 03:00 slot and the shifted ones are one run.
-        let got = upcoming("0 2,3 * * *", NY, DstPolicy::default(), "2026-03-08T01:00:00-05:00", 2);
-        assert_eq!(got, ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]);
+        let got = upcoming(
+            "0 2,3 * * *",
+            NY,
+            DstPolicy::default(),
+            "2026-03-08T01:00:00-05:00",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2026-03-08T03:00:00-04:00", "2026-03-09T02:00:00-04:00"]
+        );
     }
 
     #[test]
     fn gap_skip_does_not_run() {
-        let dst = DstPolicy { gap: GapPolicy::Skip, fold: FoldPolicy::First };
+        let dst = DstPolicy {
+            gap: GapPolicy::Skip,
+            fold: FoldPolicy::First,
+        };
         let got = upcoming("30 2 * * *", NY, dst, "2026-03-07T12:00:00-05:00", 1);
         assert_eq!(got, ["2026-03-09T02:30:00-04:00"]);
     }
@@ -457,11 +488,23 @@ mod tests {
     fn fold_policies() {
         let after = "2026-10-31T12:00:00-04:00";
         let first = upcoming("30 1 * * *", NY, DstPolicy::default(), after, 2);
-        assert_eq!(first, ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]);
-        let dst = DstPolicy { gap: GapPolicy::Shift, fold: FoldPolicy::Last };
+        assert_eq!(
+            first,
+            ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]
+        );
+        let dst = DstPolicy {
+            gap: GapPolicy::Shift,
+            fold: FoldPolicy::Last,
+        };
         let last = upcoming("30 1 * * *", NY, dst, after, 2);
-        assert_eq!(last, ["2026-11-01T01:30:00-05:00", "2026-11-02T01:30:00-05:00"]);
-        let dst = DstPolicy { gap: GapPolicy::Shift, fold: FoldPolicy::Both };
+        assert_eq!(
+            last,
+            ["2026-11-01T01:30:00-05:00", "2026-11-02T01:30:00-05:00"]
+        );
+        let dst = DstPolicy {
+            gap: GapPolicy::Shift,
+            fold: FoldPolicy::Both,
+        };
         let both = upcoming("30 1 * * *", NY, dst, after, 3);
         assert_eq!(
             both,
@@ -475,7 +518,10 @@ mod tests {
 
     #[test]
     fn fold_last_from_inside_the_first_pass() {
-        let dst = DstPolicy { gap: GapPolicy::Shift, fold: FoldPolicy::Last };
+        let dst = DstPolicy {
+            gap: GapPolicy::Shift,
+            fold: FoldPolicy::Last,
+        };
         // 01:40 EDT: the 01:30 slot's last occurrence (01:30 EST) is ahead.
         let got = upcoming("30 1 * * *", NY, dst, "2026-11-01T01:40:00-04:00", 1);
         assert_eq!(got, ["2026-11-01T01:30:00-05:00"]);
@@ -484,7 +530,13 @@ mod tests {
     #[test]
     fn wildcard_jobs_follow_real_time() {
         // Every 30 minutes through the fold: the repeated hour runs twice.
-        let got = upcoming("*/30 * * * *", NY, DstPolicy::default(), "2026-11-01T00:45:00-04:00", 5);
+        let got = upcoming(
+            "*/30 * * * *",
+            NY,
+            DstPolicy::default(),
+            "2026-11-01T00:45:00-04:00",
+            5,
+        );
         assert_eq!(
             got,
             [
@@ -496,40 +548,94 @@ mod tests {
             ]
         );
         // ... and nothing inside the gap.
-        let got = upcoming("*/30 * * * *", NY, DstPolicy::default(), "2026-03-08T01:15:00-05:00", 2);
-        assert_eq!(got, ["2026-03-08T01:30:00-05:00", "2026-03-08T03:00:00-04:00"]);
+        let got = upcoming(
+            "*/30 * * * *",
+            NY,
+            DstPolicy::default(),
+            "2026-03-08T01:15:00-05:00",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2026-03-08T01:30:00-05:00", "2026-03-08T03:00:00-04:00"]
+        );
     }
 
     #[test]
     fn real_time_finds_the_first_pass_of_a_far_fold() {
         // From February, the first 01:xx on 2026-11-01 is the EDT one.
-        let got = upcoming("* 1 1 11 *", NY, DstPolicy::default(), "2026-02-01T00:00:00-05:00", 1);
+        let got = upcoming(
+            "* 1 1 11 *",
+            NY,
+            DstPolicy::default(),
+            "2026-02-01T00:00:00-05:00",
+            1,
+        );
         assert_eq!(got, ["2026-11-01T01:00:00-04:00"]);
     }
 
     #[test]
     fn lord_howe_half_hour_gap() {
         // Lord Howe springs forward 02:00 -> 02:30 on 2026-10-04.
-        let got = upcoming("15 2 * * *", "Australia/Lord_Howe", DstPolicy::default(), "2026-10-03T12:00:00+10:30", 2);
-        assert_eq!(got, ["2026-10-04T02:30:00+11:00", "2026-10-05T02:15:00+11:00"]);
+        let got = upcoming(
+            "15 2 * * *",
+            "Australia/Lord_Howe",
+            DstPolicy::default(),
+            "2026-10-03T12:00:00+10:30",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2026-10-04T02:30:00+11:00", "2026-10-05T02:15:00+11:00"]
+        );
     }
 
     #[test]
     fn every_is_anchored_on_the_epoch() {
-        let got = upcoming("@every 90s", "UTC", DstPolicy::default(), "2026-01-01T00:00:10+00:00", 2);
+        let got = upcoming(
+            "@every 90s",
+            "UTC",
+            DstPolicy::default(),
+            "2026-01-01T00:00:10+00:00",
+            2,
+        );
         // 2026-01-01T00:00:00Z is 1767225600 s after the epoch = 19635840 * 90.
-        assert_eq!(got, ["2026-01-01T00:01:30+00:00", "2026-01-01T00:03:00+00:00"]);
-        let got = upcoming("@every 500ms", "UTC", DstPolicy::default(), "2026-01-01T00:00:00.2+00:00", 2);
-        assert_eq!(got, ["2026-01-01T00:00:00.500+00:00", "2026-01-01T00:00:01+00:00"]);
+        assert_eq!(
+            got,
+            ["2026-01-01T00:01:30+00:00", "2026-01-01T00:03:00+00:00"]
+        );
+        let got = upcoming(
+            "@every 500ms",
+            "UTC",
+            DstPolicy::default(),
+            "2026-01-01T00:00:00.2+00:00",
+            2,
+        );
+        assert_eq!(
+            got,
+            ["2026-01-01T00:00:00.500+00:00", "2026-01-01T00:00:01+00:00"]
+        );
     }
 
     #[test]
     fn macros_expand() {
         for (m, e) in MACROS {
-            assert_eq!(ScheduleExpr::parse(m).unwrap(), ScheduleExpr::parse(e).unwrap());
+            assert_eq!(
+                ScheduleExpr::parse(m).unwrap(),
+                ScheduleExpr::parse(e).unwrap()
+            );
         }
-        assert_eq!(ScheduleExpr::parse("@DAILY").unwrap(), ScheduleExpr::parse("0 0 * * *").unwrap());
-        assert!(ScheduleExpr::parse("@reboot").unwrap_err().hint.unwrap().contains("no boot"));
+        assert_eq!(
+            ScheduleExpr::parse("@DAILY").unwrap(),
+            ScheduleExpr::parse("0 0 * * *").unwrap()
+        );
+        assert!(
+            ScheduleExpr::parse("@reboot")
+                .unwrap_err()
+                .hint
+                .unwrap()
+                .contains("no boot")
+        );
         assert!(ScheduleExpr::parse("@every").is_err());
         assert!(ScheduleExpr::parse("@every 0s").is_err());
         assert!(ScheduleExpr::parse("@every banana").is_err());
@@ -538,7 +644,11 @@ mod tests {
 
     #[test]
     fn never_matching_gives_none() {
-        let s = Schedule::new(ScheduleExpr::parse("0 0 31 2 *").unwrap(), Tz::UTC, DstPolicy::default());
+        let s = Schedule::new(
+            ScheduleExpr::parse("0 0 31 2 *").unwrap(),
+            Tz::UTC,
+            DstPolicy::default(),
+        );
         assert_eq!(s.next_after(at("2026-01-01T00:00:00Z")), None);
     }
 }

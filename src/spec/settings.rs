@@ -60,13 +60,21 @@ impl Settings {
             if let Some(v) = r.integer(sched, "max_running", "64") {
                 match u32::try_from(v.value) {
                     Ok(n) if (1..=100_000).contains(&n) => s.scheduler.max_running = n,
-                    _ => r.error(&v.at, format!("`max_running` = {} is out of range (1 to 100000)", v.value), None),
+                    _ => r.error(
+                        &v.at,
+                        format!("`max_running` = {} is out of range (1 to 100000)", v.value),
+                        None,
+                    ),
                 }
             }
             if let Some(v) = r.integer(sched, "max_queued", "1024") {
                 match u32::try_from(v.value) {
                     Ok(n) if n <= 1_000_000 => s.scheduler.max_queued = n,
-                    _ => r.error(&v.at, format!("`max_queued` = {} is out of range (0 to 1000000)", v.value), None),
+                    _ => r.error(
+                        &v.at,
+                        format!("`max_queued` = {} is out of range (0 to 1000000)", v.value),
+                        None,
+                    ),
                 }
             }
         }
@@ -75,7 +83,11 @@ impl Settings {
             if let Some(v) = r.integer(limits, "max_jobs", "10000") {
                 match usize::try_from(v.value) {
                     Ok(n) if (1..=1_000_000).contains(&n) => s.limits.max_jobs = n,
-                    _ => r.error(&v.at, format!("`max_jobs` = {} is out of range (1 to 1000000)", v.value), None),
+                    _ => r.error(
+                        &v.at,
+                        format!("`max_jobs` = {} is out of range (1 to 1000000)", v.value),
+                        None,
+                    ),
                 }
             }
         }

@@ -50,7 +50,9 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(UnitError(format!("invalid size `{t}`: expected a number such as `64KiB`")));
+        return Err(UnitError(format!(
+            "invalid size `{t}`: expected a number such as `64KiB`"
+        )));
     }
     let n: u64 = num
         .parse()
@@ -64,7 +66,9 @@ pub fn parse_size(text: &str) -> Result<u64, UnitError> {
             .find(|(u, _)| *u == unit)
             .map(|(_, m)| *m)
             .ok_or_else(|| {
-                UnitError(format!("unknown size unit `{unit}` in `{t}` (use B, KB, KiB, MB, MiB, GB or GiB)"))
+                UnitError(format!(
+                    "unknown size unit `{unit}` in `{t}` (use B, KB, KiB, MB, MiB, GB or GiB)"
+                ))
             })?
     };
     n.checked_mul(mult)

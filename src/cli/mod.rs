@@ -1,0 +1,48 @@
+//! Command-line interface: one file per subcommand. Each returns the exit
+//! code it wants; errors that end the command bubble up as `anyhow` and are
+//! printed by `main` with their causes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod next;
+pub mod validate;
+
+/// driftcron: cron jobs as TOML files in git, run by a bounded scheduler
+/// that reports drift and leaked tasks.
+#[derive(Debug, Parser)]
+#[command(name = "driftcron", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Validate(validate::Args),
+    Next(next::Args),
+}
+
+/// Output format of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// Versioned JSON (`format_version`), for machines.
+    Json,
+    /// GitHub Actions workflow annotations.
+    Github,
+}
+
+/// Parses the command line and runs the subcommand.
+///
+/// # Errors
+/// Anything that stops the command before it could report normally.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Next(args) => next::run(&args),
+    }
+}

@@ -1,0 +1,275 @@
+//! A plain folder as a source: walk it, read the `*.toml` files, and refuse
+//! what must not be read (too large, symlinks out of the root).
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::snapshot::{FileProblem, Snapshot, SourceFile};
+use crate::spec::load::MAX_FILE_SIZE;
+
+/// Entries (files and folders) walked before giving up: a schedules folder
+/// pointed at `/` by mistake must fail fast, not read the disk.
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// Folder nesting walked; deeper is reported, not followed.
+pub const MAX_DEPTH: usize = 16;
+
+/// Why a folder could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error("schedules folder {path} does not exist")]
+    NotFound { path: PathBuf },
+    #[error("{path} is not a folder")]
+    NotADirectory { path: PathBuf },
+    #[error("cannot read {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} holds more than {MAX_ENTRIES} entries; is it the right folder?")]
+    TooManyEntries { path: PathBuf },
+}
+
+/// Reads every `*.toml` file under `root` (hidden entries skipped), in path
+/// order, with a content-hash revision.
+///
+/// # Errors
+/// [`FolderError`] when the root itself cannot be read; problems with single
+/// files are returned inside the snapshot instead, so they are reported with
+/// the other diagnostics.
+pub fn read_folder(root: &Path) -> Result<Snapshot, FolderError> {
+    let meta = fs::metadata(root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => FolderError::NotFound {
+            path: root.to_path_buf(),
+        },
+        _ => FolderError::Io {
+            path: root.to_path_buf(),
+            source: e,
+        },
+    })?;
+    if !meta.is_dir() {
+        return Err(FolderError::NotADirectory {
+            path: root.to_path_buf(),
+        });
+    }
+    let canon_root = fs::canonicalize(root).map_err(|e| FolderError::Io {
+        path: root.to_path_buf(),
+        source: e,
+    })?;
+    let mut walk = Walk {
+        root: canon_root,
+        entries: 0,
+        snapshot: Snapshot::default(),
+    };
+    walk.dir(root, "", 0)?;
+    walk.snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
+    walk.snapshot.problems.sort_by(|a, b| a.path.cmp(&b.path));
+    walk.snapshot.revision = content_revision(&walk.snapshot);
+    Ok(walk.snapshot)
+}
+
+struct Walk {
+    root: PathBuf,
+    entries: usize,
+    snapshot: Snapshot,
+}
+
+impl Walk {
+    fn problem(&mut self, path: &str, message: String, hint: Option<&str>) {
+        self.snapshot.problems.push(FileProblem {
+            path: path.to_string(),
+            message,
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn dir(&mut self, dir: &Path, rel: &str, depth: usize) -> Result<(), FolderError> {
+        let read = fs::read_dir(dir).map_err(|e| FolderError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        for entry in read {
+            let entry = entry.map_err(|e| FolderError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+            self.entries += 1;
+            if self.entries > MAX_ENTRIES {
+                return Err(FolderError::TooManyEntries {
+                    path: self.root.clone(),
+                });
+            }
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                let shown = name.to_string_lossy().into_owned();
+                self.problem(
+                    &join(rel, &shown),
+                    "file name is not valid UTF-8".into(),
+                    Some("rename it"),
+                );
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let rel_path = join(rel, name);
+            let path = entry.path();
+            let ft = entry.file_type().map_err(|e| FolderError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            if ft.is_dir() {
+                if depth + 1 > MAX_DEPTH {
+                    self.problem(
+                        &rel_path,
+                        format!("folder nesting deeper than {MAX_DEPTH} levels is not read"),
+                        None,
+                    );
+                } else {
+                    self.dir(&path, &rel_path, depth + 1)?;
+                }
+                continue;
+            }
+            if !name.ends_with(".toml") {
+                continue;
+            }
+            if ft.is_symlink() {
+                match fs::canonicalize(&path) {
+                    Ok(target) if target.starts_with(&self.root) && target.is_file() => {}
+                    Ok(target) if target.starts_with(&self.root) => {
+                        self.problem(&rel_path, "symlink does not point at a file".into(), None);
+                        continue;
+                    }
+                    Ok(target) => {
+                        self.problem(
+                            &rel_path,
+                            format!(
+                                "symlink leaves the schedules root (points at {})",
+                                target.display()
+                            ),
+                            Some(
+                                "schedules must live inside the repository; copy the file instead",
+                            ),
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        self.problem(&rel_path, format!("broken symlink: {e}"), None);
+                        continue;
+                    }
+                }
+            } else if !ft.is_file() {
+                self.problem(&rel_path, "not a regular file".into(), None);
+                continue;
+            }
+            self.read_file(&path, &rel_path);
+        }
+        Ok(())
+    }
+
+    fn read_file(&mut self, path: &Path, rel: &str) {
+        let result = fs::File::open(path).and_then(|f| {
+            let len = f.metadata()?.len();
+            if len > MAX_FILE_SIZE as u64 {
+                return Ok(Err(len));
+            }
+            // Read at most one byte past the cap: the file may grow between
+            // the size check and the read.
+            let mut bytes = Vec::with_capacity(len as usize);
+            f.take(MAX_FILE_SIZE as u64 + 1).read_to_end(&mut bytes)?;
+            if bytes.len() > MAX_FILE_SIZE {
+                return Ok(Err(bytes.len() as u64));
+            }
+            Ok(Ok(bytes))
+        });
+        match result {
+            Ok(Ok(bytes)) => self.snapshot.files.push(SourceFile {
+                path: rel.to_string(),
+                bytes,
+            }),
+            Ok(Err(len)) => self.problem(
+                rel,
+                format!("file is {len} bytes; the limit is {MAX_FILE_SIZE}"),
+                Some("a job file is a few hundred bytes; is this the right file?"),
+            ),
+            Err(e) => self.problem(rel, format!("cannot read: {e}"), None),
+        }
+    }
+}
+
+fn join(rel: &str, name: &str) -> String {
+    if rel.is_empty() {
+        name.to_string()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
+/// A revision id for a folder: FNV-1a over paths and contents, so the same
+/// files give the same revision on every machine.
+fn content_revision(s: &Snapshot) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for f in &s.files {
+        feed(f.path.as_bytes());
+        feed(&[0]);
+        feed(&(f.bytes.len() as u64).to_le_bytes());
+        feed(&f.bytes);
+    }
+    format!("folder:{h:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_toml_skips_hidden_and_reports_escaping_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("schedules");
+        fs::create_dir_all(root.join("team/.git")).unwrap();
+        fs::write(root.join("a.toml"), "x").unwrap();
+        fs::write(root.join("README.md"), "x").unwrap();
+        fs::write(root.join("team/b.toml"), "y").unwrap();
+        fs::write(root.join("team/.git/c.toml"), "z").unwrap();
+        fs::write(dir.path().join("outside.toml"), "secret").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside.toml"), root.join("leak.toml"))
+            .unwrap();
+        std::os::unix::fs::symlink(root.join("a.toml"), root.join("alias.toml")).unwrap();
+        fs::write(root.join("big.toml"), vec![b'#'; MAX_FILE_SIZE + 1]).unwrap();
+
+        let s = read_folder(&root).unwrap();
+        let paths: Vec<&str> = s.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["a.toml", "alias.toml", "team/b.toml"]);
+        let problems: Vec<(&str, &str)> = s
+            .problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].0 == "big.toml" && problems[0].1.contains("limit"));
+        assert!(
+            problems[1].0 == "leak.toml" && problems[1].1.contains("leaves the schedules root")
+        );
+        assert!(s.revision.starts_with("folder:"));
+
+        let again = read_folder(&root).unwrap();
+        assert_eq!(s.revision, again.revision);
+        fs::write(root.join("a.toml"), "changed").unwrap();
+        assert_ne!(read_folder(&root).unwrap().revision, s.revision);
+    }
+
+    #[test]
+    fn missing_root_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_folder(&dir.path().join("nope")).unwrap_err();
+        assert!(err.to_string().contains("does not exist"));
+    }
+}

@@ -1,0 +1,6 @@
+//! Where schedule files come from. A source yields [`Snapshot`]s and knows
+//! nothing of jobs.
+
+pub mod folder;
+
+pub use folder::{FolderError, read_folder};
