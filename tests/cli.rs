@@ -14,7 +14,11 @@ fn root() -> PathBuf {
 }
 
 fn run(args: &[&str], cwd: &Path) -> Output {
-    Command::new(bin()).args(args).current_dir(cwd).output().expect("run driftcron")
+    Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run driftcron")
 }
 
 fn stdout(o: &Output) -> String {
@@ -30,8 +34,16 @@ fn bad_tree() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let s = dir.path().join("schedules/team");
     std::fs::create_dir_all(&s).unwrap();
-    std::fs::write(s.join("good.toml"), "schedule = \"@daily\"\ncommand = [\"true\"]\n").unwrap();
-    std::fs::write(s.join("bad.toml"), "schedule = \"61 * * * *\"\ntimout = \"5m\"\nshell = \"true\"\n").unwrap();
+    std::fs::write(
+        s.join("good.toml"),
+        "schedule = \"@daily\"\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        s.join("bad.toml"),
+        "schedule = \"61 * * * *\"\ntimout = \"5m\"\nshell = \"true\"\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -39,7 +51,11 @@ fn bad_tree() -> tempfile::TempDir {
 fn bundled_schedules_validate_cleanly() {
     let o = run(&["validate"], &root());
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("schedules: 6 jobs valid"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("schedules: 6 jobs valid"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -49,10 +65,19 @@ fn validate_text_points_at_file_line_column_with_snippet_and_hint() {
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     assert!(out.contains("schedules/team/bad.toml:1:13: error: invalid schedule \"61 * * * *\": 61 is out of range for the minute field (0-59)"), "{out}");
-    assert!(out.contains("1 | schedule = \"61 * * * *\"\n  |             ^^\n"), "{out}");
-    assert!(out.contains("schedules/team/bad.toml:2:1: error: unknown field \"timout\" in a job"), "{out}");
+    assert!(
+        out.contains("1 | schedule = \"61 * * * *\"\n  |             ^^\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("schedules/team/bad.toml:2:1: error: unknown field \"timout\" in a job"),
+        "{out}"
+    );
     assert!(out.contains("= hint: did you mean \"timeout\"?"), "{out}");
-    assert!(out.contains("invalid: 2 errors, 0 warnings (1 of 2 job files valid)"), "{out}");
+    assert!(
+        out.contains("invalid: 2 errors, 0 warnings (1 of 2 job files valid)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -67,7 +92,10 @@ fn validate_json_is_versioned_and_complete() {
     assert_eq!(v["jobs"], serde_json::json!(["team/good"]));
     let d = &v["diagnostics"][0];
     assert_eq!(d["file"], "schedules/team/bad.toml");
-    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(1), Some(13)));
+    assert_eq!(
+        (d["line"].as_u64(), d["column"].as_u64()),
+        (Some(1), Some(13))
+    );
     assert_eq!(d["severity"], "error");
     assert_eq!(d["source_line"], "schedule = \"61 * * * *\"");
 
@@ -87,7 +115,10 @@ fn validate_github_prints_workflow_annotations() {
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("::")).collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines[0].starts_with("::error file=schedules/team/bad.toml,line=1,col=13,title=driftcron validate::invalid schedule"), "{out}");
-    assert!(lines[1].contains("unknown field \"timout\" in a job%0Ahint: did you mean \"timeout\"?"), "{out}");
+    assert!(
+        lines[1].contains("unknown field \"timout\" in a job%0Ahint: did you mean \"timeout\"?"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -95,24 +126,58 @@ fn validate_missing_folder_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let o = run(&["validate", "nope"], dir.path());
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("schedules folder nope does not exist"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("schedules folder nope does not exist"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn next_prints_offsets_across_a_dst_gap() {
-    let o = run(&["next", "30 2 * * *", "--tz", "America/New_York", "--after", "2026-03-07T12:00:00-05:00", "--count", "3"], &root());
+    let o = run(
+        &[
+            "next",
+            "30 2 * * *",
+            "--tz",
+            "America/New_York",
+            "--after",
+            "2026-03-07T12:00:00-05:00",
+            "--count",
+            "3",
+        ],
+        &root(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "2026-03-08T03:00:00-04:00\n2026-03-09T02:30:00-04:00\n2026-03-10T02:30:00-04:00\n");
+    assert_eq!(
+        stdout(&o),
+        "2026-03-08T03:00:00-04:00\n2026-03-09T02:30:00-04:00\n2026-03-10T02:30:00-04:00\n"
+    );
 }
 
 #[test]
 fn next_json_has_the_documented_shape() {
-    let o = run(&["next", "0 9 * * MON#1", "--after", "2026-01-01T00:00:00Z", "-n", "2", "--format", "json"], &root());
+    let o = run(
+        &[
+            "next",
+            "0 9 * * MON#1",
+            "--after",
+            "2026-01-01T00:00:00Z",
+            "-n",
+            "2",
+            "--format",
+            "json",
+        ],
+        &root(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["expr"], "0 9 * * MON#1");
     assert_eq!(v["timezone"], "UTC");
-    assert_eq!(v["next"], serde_json::json!(["2026-01-05T09:00:00+00:00", "2026-02-02T09:00:00+00:00"]));
+    assert_eq!(
+        v["next"],
+        serde_json::json!(["2026-01-05T09:00:00+00:00", "2026-02-02T09:00:00+00:00"])
+    );
 }
 
 #[test]
@@ -120,30 +185,56 @@ fn next_rejects_invalid_expressions_with_the_reason_on_stderr() {
     let o = run(&["next", "* * 31 2 * * *"], &root());
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).is_empty());
-    assert!(stderr(&o).contains("has 7 fields; expected 5 or 6"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has 7 fields; expected 5 or 6"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&["next", "0 0 * * FRI-MON"], &root());
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("runs backwards"), "{}", stderr(&o));
     assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
     let o = run(&["next", "@daily", "--tz", "Europe/Berln"], &root());
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("did you mean Europe/Berlin"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean Europe/Berlin"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn next_job_previews_zone_policy_and_jitter_separately() {
-    let o = run(&["next", "--job", "billing/invoice-sweep", "--after", "2026-03-27T12:00:00Z", "-n", "2"], &root());
+    let o = run(
+        &[
+            "next",
+            "--job",
+            "billing/invoice-sweep",
+            "--after",
+            "2026-03-27T12:00:00Z",
+            "-n",
+            "2",
+        ],
+        &root(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("timezone  Europe/Berlin"), "{out}");
     assert!(out.contains("dst       gap = shift, fold = first"), "{out}");
     assert!(out.contains("jitter    up to 2m (stable: +"), "{out}");
     // Friday 27th is past 02:30; Monday the 30th is CEST (+02:00) already.
-    assert!(out.ends_with("2026-03-30T02:30:00+02:00\n2026-03-31T02:30:00+02:00\n"), "{out}");
+    assert!(
+        out.ends_with("2026-03-30T02:30:00+02:00\n2026-03-31T02:30:00+02:00\n"),
+        "{out}"
+    );
 
     let o = run(&["next", "--job", "billing/invoice-swep"], &root());
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("did you mean \"billing/invoice-sweep\""), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean \"billing/invoice-sweep\""),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -162,7 +253,9 @@ fn readme_examples_work() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let mut ran = 0;
     for line in readme.lines() {
-        let Some(cmd) = line.trim().strip_prefix("$ driftcron ") else { continue };
+        let Some(cmd) = line.trim().strip_prefix("$ driftcron ") else {
+            continue;
+        };
         let (cmd, want) = match cmd.split_once("# exits ") {
             Some((c, code)) => (c.trim(), code.trim().parse::<i32>().unwrap()),
             None => (cmd.split(" # ").next().unwrap().trim(), 0),
@@ -174,7 +267,13 @@ fn readme_examples_work() {
             .current_dir(root())
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(want), "README example `driftcron {cmd}`:\n{}{}", stdout(&o), stderr(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(want),
+            "README example `driftcron {cmd}`:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
         ran += 1;
     }
     assert!(ran >= 5, "expected README examples, found {ran}");

@@ -141,7 +141,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             let schedule = Schedule::new(parsed, tz, dst);
             let next = instants(&schedule, after, args.count);
             if next.is_empty() && args.count > 0 {
-                eprintln!("error: schedule {expr:?} can never fire\n  hint: check the day-of-month against the month (February has no 30th or 31st)");
+                eprintln!(
+                    "error: schedule {expr:?} can never fire\n  hint: check the day-of-month against the month (February has no 30th or 31st)"
+                );
                 return Ok(ExitCode::from(1));
             }
             match args.format {

@@ -352,7 +352,7 @@ impl CronExpr {
         if self.dow_last & (1 << wd) != 0 && day + 7 > month_len(date.year(), date.month()) {
             return true;
         }
-        let nth = (day + 6) / 7;
+        let nth = day.div_ceil(7);
         self.dow_nth[wd] & (1 << nth) != 0
     }
 }
@@ -492,7 +492,7 @@ fn parse_range_term(field: Field, term: &str, at: usize) -> Result<u64, CronErro
         if range == "?" && !matches!(field, Field::DayOfMonth | Field::DayOfWeek) {
             return Err(CronError::new(
                 at..at + 1,
-                format!("`?` is only valid in the day-of-month and day-of-week fields"),
+                "`?` is only valid in the day-of-month and day-of-week fields",
             )
             .hint("use `*`"));
         }

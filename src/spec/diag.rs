@@ -160,13 +160,17 @@ fn cut_snippet(line: &str, column: usize, width: usize) -> Snippet {
             width,
         };
     }
-    let start = column.saturating_sub(1 + MAX_SNIPPET_CHARS / 4);
-    let end = (start + MAX_SNIPPET_CHARS).min(chars.len());
+    // Keep the marker in view, and the window inside the line (a marker may
+    // sit just past the line's end, at a missing value).
+    let start = column
+        .saturating_sub(1 + MAX_SNIPPET_CHARS / 4)
+        .min(chars.len() - MAX_SNIPPET_CHARS);
+    let end = start + MAX_SNIPPET_CHARS;
     let text: String = chars[start..end].iter().collect();
     Snippet {
         text: text.replace('\t', " "),
         column: column - start,
-        width: width.min(end - (column - 1)).max(1),
+        width: width.min(end.saturating_sub(column - 1)).max(1),
     }
 }
 
@@ -209,7 +213,7 @@ pub fn did_you_mean<'a>(
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(&word.to_ascii_lowercase(), c), c))
+        .map(|c| (edit_distance(&word.to_lowercase(), &c.to_lowercase()), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -245,5 +249,9 @@ mod tests {
         assert!(s.text.chars().count() <= MAX_SNIPPET_CHARS);
         assert_eq!(s.width, 5);
         assert!(s.column > 1 && s.column < MAX_SNIPPET_CHARS);
+        // A marker past the end of a long line (a missing value at EOL).
+        let s = cut_snippet(&line, 1001, 1);
+        assert_eq!(s.text.chars().count(), MAX_SNIPPET_CHARS);
+        assert_eq!((s.column, s.width), (MAX_SNIPPET_CHARS + 1, 1));
     }
 }

@@ -81,7 +81,7 @@ fn role(path: &str) -> Role {
     if name == DEFAULTS_FILE {
         Role::Defaults(dir.to_string())
     } else {
-        Role::Job(path.trim_end_matches(".toml").to_string())
+        Role::Job(path.strip_suffix(".toml").unwrap_or(path).to_string())
     }
 }
 
@@ -93,17 +93,19 @@ fn ancestors(id: &str) -> Vec<&str> {
 }
 
 /// Turns bytes into text, or says where the first bad byte is.
-fn decode(path: &str, bytes: &[u8]) -> Result<String, Diagnostic> {
+fn decode(path: &str, bytes: &[u8]) -> Result<String, Box<Diagnostic>> {
     if bytes.len() > MAX_FILE_SIZE {
-        return Err(Diagnostic::file(
-            Severity::Error,
-            path,
-            format!(
-                "file is {} bytes; the limit is {MAX_FILE_SIZE}",
-                bytes.len()
-            ),
-        )
-        .with_hint("a job file is a few hundred bytes; is this the right file?"));
+        return Err(Box::new(
+            Diagnostic::file(
+                Severity::Error,
+                path,
+                format!(
+                    "file is {} bytes; the limit is {MAX_FILE_SIZE}",
+                    bytes.len()
+                ),
+            )
+            .with_hint("a job file is a few hundred bytes; is this the right file?"),
+        ));
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => Ok(s.to_string()),
@@ -121,7 +123,7 @@ fn decode(path: &str, bytes: &[u8]) -> Result<String, Diagnostic> {
             )
             .with_hint("save the file as UTF-8");
             d.position = Some(diag::Position { line, column: col });
-            Err(d)
+            Err(Box::new(d))
         }
     }
 }
@@ -148,7 +150,7 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
                 sources.push(SourceText::new(f.path.clone(), text));
                 roles.push(role(&f.path));
             }
-            Err(d) => diags.push(d),
+            Err(d) => diags.push(*d),
         }
     }
     let job_files =
@@ -182,8 +184,13 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
                 Severity::Error,
                 "",
                 format!(
-                    "{job_files} job files exceed the limit of {} (driftcron.toml [limits] max_jobs)",
-                    settings.limits.max_jobs
+                    "{job_files} job files exceed the limit of {} ({})",
+                    settings.limits.max_jobs,
+                    if opts.max_jobs.is_some() {
+                        "--max-jobs"
+                    } else {
+                        "driftcron.toml [limits] max_jobs"
+                    }
                 ),
             )
             .with_hint("raise [limits] max_jobs in driftcron.toml if this many jobs is intended"),
@@ -238,12 +245,18 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
             }
         }
         merged.merge(own);
+        // Errors of this job start here: problems found while reading the
+        // raw table (wrong types, unknown fields) disqualify it as much as
+        // those found while validating.
+        let errors_before = r.error_count();
         let raw = RawJob::read(&merged, &mut r);
         let ctx = Context {
             now: opts.now,
             own_file: i,
         };
-        if let Some(spec) = validate::build(id, &raw, Mode::Job, &ctx, &mut r) {
+        if let Some(spec) = validate::build(id, &raw, Mode::Job, &ctx, &mut r)
+            && r.error_count() == errors_before
+        {
             desired.jobs.insert(spec.id.clone(), spec);
         }
     }

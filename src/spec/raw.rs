@@ -309,6 +309,8 @@ pub struct RawDst {
 #[derive(Debug, Clone)]
 pub struct RawHttp {
     pub at: At,
+    /// `url` was written, even if with the wrong type (already reported).
+    pub url_written: bool,
     pub url: Option<Sp<String>>,
     pub method: Option<Sp<String>>,
     pub headers: Option<Sp<BTreeMap<String, Sp<String>>>>,
@@ -350,6 +352,9 @@ pub struct RawJob {
     /// Executor keys written (`command`, `shell`, `http`), valid or not, so
     /// that a malformed executor is not also reported as a missing one.
     pub executor_keys: Vec<(&'static str, At)>,
+    /// `schedule` was written, even if with the wrong type (already
+    /// reported): not to be reported as missing too.
+    pub schedule_written: bool,
 }
 
 impl RawJob {
@@ -372,6 +377,7 @@ impl RawJob {
                 r.unknown_keys(h, HTTP_FIELDS, "[http]");
                 RawHttp {
                     at: key.at.clone(),
+                    url_written: h.get("url").is_some(),
                     url: r.string(h, "url", "\"https://example.com/ping\""),
                     method: r.string(h, "method", "\"POST\""),
                     headers: r.string_map(h, "headers", "{ Authorization = \"Bearer ...\" }"),
@@ -386,6 +392,7 @@ impl RawJob {
             .collect();
         RawJob {
             executor_keys,
+            schedule_written: t.get("schedule").is_some(),
             description: r.string(t, "description", "\"Nightly invoice sweep\""),
             labels: r.string_map(t, "labels", "{ team = \"billing\" }"),
             enabled: r.boolean(t, "enabled"),

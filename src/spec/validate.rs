@@ -237,6 +237,7 @@ fn http_spec(r: &mut Reporter<'_>, raw: &super::raw::RawHttp) -> Option<HttpSpec
             }
             u.value.clone()
         }
+        None if raw.url_written => String::new(),
         None => {
             r.error(
                 &raw.at,
@@ -437,7 +438,7 @@ pub fn build(
             }
         }
         None => {
-            if mode == Mode::Job {
+            if mode == Mode::Job && !raw.schedule_written {
                 // Point at the top of the job file.
                 let at = At {
                     file: ctx.own_file,
@@ -745,19 +746,28 @@ pub fn build(
         .map_or(Some(DEFAULT_RETRY_MAX_DELAY), |b| {
             duration(r, "retry_max_delay", b, Duration::from_secs(7 * 24 * 3600))
         });
-    if let (Some(b), Some(m), Some(bs), Some(ms)) =
-        (backoff, max_delay, &raw.retry_backoff, &raw.retry_max_delay)
+    // The cap must admit the first delay, whichever of the two was written
+    // (a lone `retry_backoff = "20m"` is above the default cap).
+    if let (Some(b), Some(m)) = (backoff, max_delay)
         && m < b
+        && let Some(at) = raw
+            .retry_max_delay
+            .as_ref()
+            .or(raw.retry_backoff.as_ref())
+            .map(|v| v.at.clone())
     {
-        let _ = bs;
         r.error(
-            &ms.at,
+            &at,
             format!(
                 "`retry_max_delay` ({}) is shorter than `retry_backoff` ({})",
                 format_duration(m),
                 format_duration(b)
             ),
-            Some("the cap must be at least the first delay".into()),
+            Some(format!(
+                "the cap must be at least the first delay (defaults: retry_backoff = \"{}\", retry_max_delay = \"{}\")",
+                format_duration(DEFAULT_RETRY_BACKOFF),
+                format_duration(DEFAULT_RETRY_MAX_DELAY)
+            )),
         );
     }
     let on_remove = raw.on_remove.as_ref().map_or(Some(OnRemove::Drain), |o| {
