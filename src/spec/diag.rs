@@ -187,6 +187,49 @@ pub fn normalize(diags: &mut Vec<Diagnostic>) {
         ))
     });
     diags.dedup();
+    cap_per_file(diags);
+}
+
+/// Most diagnostics listed for one file. A generated file with a hundred
+/// thousand bad keys must produce a readable report, not a flood.
+pub const MAX_DIAGNOSTICS_PER_FILE: usize = 50;
+
+fn cap_per_file(diags: &mut Vec<Diagnostic>) {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diags.len().min(4096));
+    let mut i = 0;
+    while i < diags.len() {
+        let file = diags[i].file.clone();
+        let end = i + diags[i..].iter().take_while(|d| d.file == file).count();
+        let group = &diags[i..end];
+        if group.len() <= MAX_DIAGNOSTICS_PER_FILE {
+            out.extend_from_slice(group);
+        } else {
+            // Keep errors first so a capped file still shows why it fails.
+            let mut kept: Vec<&Diagnostic> = group.iter().filter(|d| d.is_error()).collect();
+            kept.extend(group.iter().filter(|d| !d.is_error()));
+            kept.truncate(MAX_DIAGNOSTICS_PER_FILE);
+            kept.sort_by_key(|d| d.position);
+            let errors_left = group.iter().filter(|d| d.is_error()).count()
+                - kept.iter().filter(|d| d.is_error()).count();
+            let dropped = group.len() - kept.len();
+            out.extend(kept.into_iter().cloned());
+            let severity = if errors_left > 0 {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
+            out.push(
+                Diagnostic::file(
+                    severity,
+                    &file,
+                    format!("{dropped} more problems in this file are not listed"),
+                )
+                .with_hint("fix the ones above and validate again"),
+            );
+        }
+        i = end;
+    }
+    *diags = out;
 }
 
 /// Levenshtein distance, for "did you mean" hints.

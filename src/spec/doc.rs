@@ -4,6 +4,7 @@
 //! Defaults cascade by merging these trees, so a value inherited from a
 //! `_defaults.toml` still points at the line that wrote it.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
@@ -31,6 +32,8 @@ pub struct Node {
 pub enum Kind {
     String(String),
     Integer(i64),
+    /// An integer outside the i64 range, as written.
+    BigInteger(String),
     Float(f64),
     Bool(bool),
     Datetime(String),
@@ -43,7 +46,7 @@ impl Kind {
     pub fn type_name(&self) -> &'static str {
         match self {
             Kind::String(_) => "a string",
-            Kind::Integer(_) => "an integer",
+            Kind::Integer(_) | Kind::BigInteger(_) => "an integer",
             Kind::Float(_) => "a float",
             Kind::Bool(_) => "a boolean",
             Kind::Datetime(_) => "a datetime",
@@ -74,25 +77,130 @@ impl Table {
     /// Merges `over` on top of `self`: tables merge key by key, anything
     /// else in `over` replaces what was there.
     pub fn merge(&mut self, over: &Table) {
+        // Index the keys once: a file may hold many thousands of them, and
+        // a lookup per key would make merging quadratic.
+        let mut index: HashMap<String, usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, (k, _))| (k.name.clone(), i))
+            .collect();
         for (key, node) in &over.entries {
-            match self.entries.iter_mut().find(|(k, _)| k.name == key.name) {
-                Some((k, existing)) => match (&mut existing.kind, &node.kind) {
-                    (Kind::Table(mine), Kind::Table(theirs)) => mine.merge(theirs),
-                    _ => {
-                        *k = key.clone();
-                        *existing = node.clone();
+            match index.get(&key.name) {
+                Some(&i) => {
+                    let (k, existing) = &mut self.entries[i];
+                    match (&mut existing.kind, &node.kind) {
+                        (Kind::Table(mine), Kind::Table(theirs)) => {
+                            mine.merge(theirs);
+                            // The most specific file that writes the table
+                            // answers for it (a size limit, say).
+                            *k = key.clone();
+                            existing.at = node.at.clone();
+                        }
+                        _ => {
+                            *k = key.clone();
+                            *existing = node.clone();
+                        }
                     }
-                },
-                None => self.entries.push((key.clone(), node.clone())),
+                }
+                None => {
+                    index.insert(key.name.clone(), self.entries.len());
+                    self.entries.push((key.clone(), node.clone()));
+                }
             }
         }
     }
+}
+
+/// Deepest nesting a schedule file may reach, counted generously (see
+/// [`nesting_bound`]). A job needs three or four levels; the bound keeps
+/// the TOML tree (built and dropped recursively) far from the stack's end.
+pub const MAX_NESTING: usize = 128;
+
+/// An upper bound on the table/array nesting of a TOML text, without
+/// parsing it: (deepest bracket nesting + 1) times (most dotted parts in one
+/// key or value). Dotted keys inside nested inline tables multiply, which
+/// the parser's own bracket limit does not see.
+pub fn nesting_bound(text: &str) -> usize {
+    nesting_scan(text).0
+}
+
+/// The bound, and the byte offset where the running bound first passed
+/// [`MAX_NESTING`] (for the diagnostic's position).
+fn nesting_scan(text: &str) -> (usize, Option<usize>) {
+    let bytes = text.as_bytes();
+    let mut first_over = None;
+    let (mut depth, mut max_depth) = (0usize, 0usize);
+    let (mut dots, mut max_dots) = (0usize, 0usize);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            q @ (b'"' | b'\'') => {
+                let triple = bytes[i..].starts_with(if q == b'"' { b"\"\"\"" } else { b"'''" });
+                i += if triple { 3 } else { 1 };
+                while i < bytes.len() {
+                    if q == b'"' && bytes[i] == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if bytes[i] == q && (!triple || bytes[i..].starts_with(&[q, q, q])) {
+                        i += if triple { 3 } else { 1 };
+                        break;
+                    }
+                    if !triple && bytes[i] == b'\n' {
+                        break;
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                max_depth = max_depth.max(depth);
+                dots = 0;
+                if first_over.is_none() && (max_depth + 1) * (max_dots + 1) > MAX_NESTING {
+                    first_over = Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'.' => {
+                dots += 1;
+                max_dots = max_dots.max(dots);
+                if first_over.is_none() && (max_depth + 1) * (max_dots + 1) > MAX_NESTING {
+                    first_over = Some(i);
+                }
+            }
+            b'=' | b',' | b'\n' => dots = 0,
+            _ => {}
+        }
+        i += 1;
+    }
+    ((max_depth + 1) * (max_dots + 1), first_over)
 }
 
 /// Parses a file into a table, turning every syntax error into a located
 /// diagnostic. Returns `None` if the file has syntax errors (a half-parsed
 /// job must not be validated: its errors would be guesses).
 pub fn parse(file: FileId, src: &SourceText, diags: &mut Vec<Diagnostic>) -> Option<Table> {
+    if let (bound, Some(at)) = nesting_scan(&src.text) {
+        diags.push(
+            src.at(
+                Severity::Error,
+                at..at + 1,
+                format!(
+                    "tables and arrays are nested too deeply (up to {bound} levels; the limit is {MAX_NESTING})"
+                ),
+            )
+            .with_hint("a job file needs a few levels; flatten the nesting or shorten the dotted keys"),
+        );
+        return None;
+    }
     let (doc, errors) = DeTable::parse_recoverable(&src.text);
     if !errors.is_empty() {
         for e in errors {
@@ -136,7 +244,7 @@ fn convert_value(file: FileId, v: toml::Spanned<DeValue<'_>>) -> Node {
             Ok(n) => Kind::Integer(n),
             // Out of i64 range: keep it as text so the validator can say
             // "out of range" at the right place.
-            Err(_) => Kind::Float(f64::INFINITY),
+            Err(_) => Kind::BigInteger(i.as_str().to_string()),
         },
         DeValue::Float(f) => Kind::Float(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(b) => Kind::Bool(b),
@@ -186,6 +294,26 @@ mod tests {
         assert_eq!(
             base.get("timezone").unwrap().1.kind,
             Kind::String("Europe/Berlin".into())
+        );
+    }
+
+    #[test]
+    fn nesting_bound_sees_dotted_keys_inside_inline_tables() {
+        assert!(nesting_bound("a = 1\n[dst]\ngap = \"skip\"\nenv = { A = \"x.y.z\" }\n") < 10);
+        let dotted = "a.".repeat(40) + "a";
+        let bomb = format!(
+            "labels = {}{}\n",
+            format!("{{ {dotted} = ").repeat(10),
+            "1}".repeat(10)
+        );
+        assert!(nesting_bound(&bomb) > MAX_NESTING);
+        let src = SourceText::new("bomb.toml", bomb);
+        let mut d = vec![];
+        assert!(parse(0, &src, &mut d).is_none());
+        assert!(
+            d[0].message.contains("nested too deeply"),
+            "{}",
+            d[0].message
         );
     }
 

@@ -112,7 +112,10 @@ fn decode(path: &str, bytes: &[u8]) -> Result<String, Box<Diagnostic>> {
         Err(e) => {
             let good = &bytes[..e.valid_up_to()];
             let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-            let col = good.len() - good.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+            // The valid prefix is UTF-8 by definition; columns count
+            // characters, as everywhere else.
+            let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let col = std::str::from_utf8(&good[line_start..]).map_or(1, |l| l.chars().count() + 1);
             let mut d = Diagnostic::file(
                 Severity::Error,
                 path,
@@ -153,8 +156,14 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
             Err(d) => diags.push(*d),
         }
     }
-    let job_files =
-        roles.iter().filter(|r| matches!(r, Role::Job(_))).count() + snapshot.problems.len();
+    // Count job files by path, whether or not they decoded: a file that is
+    // not text is still a job that failed, and still counts toward max_jobs.
+    let job_files = snapshot
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".toml") && matches!(role(&f.path), Role::Job(_)))
+        .count()
+        + snapshot.problems.len();
     let files = sources.len();
 
     let mut r = Reporter::new(&sources);

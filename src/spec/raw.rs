@@ -115,7 +115,7 @@ impl<'a> Reporter<'a> {
                 value: *i,
                 at: node.at.clone(),
             }),
-            Kind::Float(f) if f.is_infinite() => {
+            Kind::BigInteger(_) => {
                 self.error(&node.at, format!("`{}` is out of range", key.name), None);
                 None
             }
@@ -138,6 +138,10 @@ impl<'a> Reporter<'a> {
                 value: i.to_string(),
                 at: node.at.clone(),
             }),
+            Kind::BigInteger(_) => {
+                self.error(&node.at, format!("`{}` is out of range", key.name), None);
+                None
+            }
             _ => {
                 self.wrong_type(key, node, "a size string or an integer", example);
                 None

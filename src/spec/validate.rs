@@ -36,6 +36,10 @@ const MAX_QUEUE_DEPTH: i64 = 1000;
 const MAX_CATCH_UP_CAP: i64 = 1000;
 const MAX_RETRIES: i64 = 100;
 const MAX_LABELS: usize = 64;
+/// Environment entries and HTTP headers per job: generous for real use,
+/// small enough that a generated file cannot bloat every execution.
+const MAX_ENV: usize = 256;
+const MAX_HEADERS: usize = 64;
 const MAX_LABEL_VALUE: usize = 256;
 const MAX_DESCRIPTION: usize = 4096;
 
@@ -258,6 +262,16 @@ fn http_spec(r: &mut Reporter<'_>, raw: &super::raw::RawHttp) -> Option<HttpSpec
         None => HttpMethod::Get,
     };
     let headers = raw.headers.as_ref().map(|h| {
+        if h.value.len() > MAX_HEADERS {
+            r.error(
+                &h.at,
+                format!(
+                    "{} `http.headers`; the limit is {MAX_HEADERS}",
+                    h.value.len()
+                ),
+                None,
+            );
+        }
         for (k, v) in &h.value {
             let bad_name = k.is_empty() || !k.bytes().all(|b| b.is_ascii_graphic() && b != b':');
             if bad_name {
@@ -368,10 +382,16 @@ pub fn build(
         }
         check_string_map(r, "labels", &l.value, false)
     });
-    let env = raw
-        .env
-        .as_ref()
-        .map(|e| check_string_map(r, "env", &e.value, true));
+    let env = raw.env.as_ref().map(|e| {
+        if e.value.len() > MAX_ENV {
+            r.error(
+                &e.at,
+                format!("{} `env` entries; the limit is {MAX_ENV}", e.value.len()),
+                None,
+            );
+        }
+        check_string_map(r, "env", &e.value, true)
+    });
 
     // Time zone and DST policy.
     let tz = match &raw.timezone {
