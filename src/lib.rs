@@ -1,7 +1,9 @@
 //! driftcron: a GitOps job scheduler. See DESIGN.md for the architecture.
 
 pub mod cli;
+pub mod plan;
 pub mod report;
+pub mod scheduler;
 pub mod snapshot;
 pub mod source;
 pub mod spec;

@@ -1,0 +1,1088 @@
+//! The scheduler task: the single owner of the job registry, the timer
+//! index, the queues and every execution. Everything else talks to it
+//! through bounded commands and reads snapshots, so no structure has two
+//! writers and every task it starts is in its `JoinSet`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{Id as TaskId, JoinSet};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::clock::Clock;
+use super::executor::{ExecRequest, ExecResult, Outcome, group_alive, signal_group};
+use super::state::{
+    ApplyReport, AuditReport, Counters, ExecutionState, JobState, LeakReason, LeakedTask,
+    OutcomeRecord, RunningState, ShutdownReport,
+};
+use super::timers::TimerIndex;
+use super::{Fault, Runner, SchedulerConfig, SchedulerError};
+use crate::plan::{Plan, spec_digest};
+use crate::spec::job::{CatchUp, Concurrency, JitterMode, OnRemove};
+use crate::spec::{JobId, JobSpec};
+
+/// Finished outcomes kept per job. A ring: memory per job is fixed,
+/// whatever the number of runs.
+pub const OUTCOME_RING: usize = 8;
+
+/// Longest the timer sleeps without re-reading the wall clock, so a clock
+/// jump is noticed within this even when nothing is due.
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+/// Most past-due slots enumerated for one job on one wake. Beyond it the
+/// rest are counted as missed in one step (a machine suspended for a day
+/// must not make an every-second job enumerate 86,400 slots).
+pub const MAX_SLOT_SCAN: usize = 10_000;
+
+/// Extra time past timeout + kill grace before a still-running execution
+/// is called leaked: SIGKILL and reaping take a moment.
+pub const LEAK_SLACK: Duration = Duration::from_secs(2);
+
+/// Grace used for SIGTERM → SIGKILL at shutdown when a job's own is longer:
+/// shutdown is bounded.
+pub const SHUTDOWN_KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Violations remembered between two audits.
+const MAX_NOTICED: usize = 32;
+
+/// Run-time commands. Senders wait for room in the channel (it is
+/// bounded); nothing is dropped.
+pub enum Command {
+    Apply {
+        plan: Plan,
+        revision: String,
+        reply: oneshot::Sender<ApplyReport>,
+    },
+    State {
+        reply: oneshot::Sender<RunningState>,
+    },
+    Suspend {
+        id: JobId,
+        reply: oneshot::Sender<Result<(), SchedulerError>>,
+    },
+    Resume {
+        id: JobId,
+        reply: oneshot::Sender<Result<(), SchedulerError>>,
+    },
+    Trigger {
+        id: JobId,
+        reply: oneshot::Sender<Result<String, SchedulerError>>,
+    },
+    Audit {
+        reply: oneshot::Sender<AuditReport>,
+    },
+    Shutdown {
+        deadline: Duration,
+        reply: oneshot::Sender<ShutdownReport>,
+    },
+    Inject {
+        fault: Fault,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum TimerKind {
+    Fire,
+    Retry,
+}
+
+type TimerKey = (JobId, TimerKind);
+
+/// A run waiting for room.
+#[derive(Debug, Clone)]
+struct Pending {
+    job: JobId,
+    generation: u64,
+    slot: DateTime<Utc>,
+    attempt: u32,
+    manual: bool,
+}
+
+/// Per-job state: one entry, removed with the job.
+struct JobEntry {
+    spec: Arc<JobSpec>,
+    digest: u64,
+    generation: u64,
+    next_fire: Option<DateTime<Utc>>,
+    /// Run-time override of `enabled` (suspend/resume through the API).
+    enabled_override: Option<bool>,
+    running: Vec<u64>,
+    queue: VecDeque<Pending>,
+    /// The slot and attempt of a pending retry.
+    retry: Option<(DateTime<Utc>, u32)>,
+    recent: VecDeque<OutcomeRecord>,
+}
+
+impl JobEntry {
+    fn active(&self) -> bool {
+        self.enabled_override.unwrap_or(self.spec.enabled)
+    }
+}
+
+/// One execution the core owns.
+struct ExecRecord {
+    job: JobId,
+    generation: u64,
+    run_id: String,
+    attempt: u32,
+    slot: DateTime<Utc>,
+    started: DateTime<Utc>,
+    manual: bool,
+    pid: Arc<AtomicU32>,
+    grace_ms: Arc<AtomicU64>,
+    cancel: CancellationToken,
+    kill_grace: Duration,
+    timeout: Option<Duration>,
+    cancelling_since: Option<DateTime<Utc>>,
+    orphaned: Option<(DateTime<Utc>, LeakReason)>,
+}
+
+pub struct Core {
+    clock: Arc<dyn Clock>,
+    config: SchedulerConfig,
+    runner: Arc<dyn Runner>,
+    rx: mpsc::Receiver<Command>,
+    root: CancellationToken,
+    jobs: HashMap<JobId, JobEntry>,
+    timers: TimerIndex<TimerKey>,
+    execs: HashMap<u64, ExecRecord>,
+    tasks: JoinSet<(u64, ExecResult)>,
+    task_exec: HashMap<TaskId, u64>,
+    /// Process groups started and not yet seen dead.
+    groups: HashMap<u32, u64>,
+    global_queue: VecDeque<Pending>,
+    running: usize,
+    next_exec: u64,
+    revision: Option<String>,
+    counters: Counters,
+    last_audit: AuditReport,
+    /// Violations seen between audits (reported by the next one).
+    noticed: Vec<String>,
+    rng: u64,
+}
+
+impl Core {
+    pub fn new(
+        config: SchedulerConfig,
+        clock: Arc<dyn Clock>,
+        runner: Arc<dyn Runner>,
+        rx: mpsc::Receiver<Command>,
+    ) -> Self {
+        let seed = clock.now().timestamp_nanos_opt().unwrap_or(1) as u64 | 1;
+        Core {
+            clock,
+            config,
+            runner,
+            rx,
+            root: CancellationToken::new(),
+            jobs: HashMap::new(),
+            timers: TimerIndex::default(),
+            execs: HashMap::new(),
+            tasks: JoinSet::new(),
+            task_exec: HashMap::new(),
+            groups: HashMap::new(),
+            global_queue: VecDeque::new(),
+            running: 0,
+            next_exec: 1,
+            revision: None,
+            counters: Counters::default(),
+            last_audit: AuditReport::default(),
+            noticed: Vec::new(),
+            rng: seed,
+        }
+    }
+
+    /// The loop: commands, completions, timers and the audit, until
+    /// shutdown (or every handle is gone).
+    pub async fn run(mut self) {
+        let mut audit_at = Instant::now() + self.config.audit_interval;
+        loop {
+            let now = self.clock.now();
+            let sleep_for = match self.timers.peek() {
+                Some((t, _)) => (t - now).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
+                None => MAX_SLEEP,
+            };
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(Command::Shutdown { deadline, reply }) => {
+                        let report = self.shutdown(deadline).await;
+                        let _ = reply.send(report);
+                        return;
+                    }
+                    Some(cmd) => self.command(cmd),
+                    None => {
+                        self.shutdown(Duration::from_secs(10)).await;
+                        return;
+                    }
+                },
+                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.finished(done),
+                _ = tokio::time::sleep(sleep_for) => {},
+                _ = tokio::time::sleep_until(audit_at) => {
+                    self.audit();
+                    audit_at = Instant::now() + self.config.audit_interval;
+                },
+            }
+            self.fire_due();
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Apply {
+                plan,
+                revision,
+                reply,
+            } => {
+                let r = self.apply(plan, revision);
+                let _ = reply.send(r);
+            }
+            Command::State { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+            Command::Suspend { id, reply } => {
+                let _ = reply.send(self.set_override(&id, false));
+            }
+            Command::Resume { id, reply } => {
+                let _ = reply.send(self.set_override(&id, true));
+            }
+            Command::Trigger { id, reply } => {
+                let _ = reply.send(self.trigger(&id));
+            }
+            Command::Audit { reply } => {
+                let _ = reply.send(self.audit());
+            }
+            Command::Inject { fault, reply } => {
+                self.inject(fault);
+                let _ = reply.send(());
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    fn jitter_for(&mut self, id: &JobId, spec: &JobSpec) -> TimeDelta {
+        let max = spec.jitter.max;
+        if max.is_zero() {
+            return TimeDelta::zero();
+        }
+        let d = match spec.jitter.mode {
+            JitterMode::Stable => spec.jitter.stable_delay(id),
+            JitterMode::Random => {
+                // xorshift64: jitter needs spread, not secrecy.
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                Duration::from_millis(self.rng % (max.as_millis().max(1) as u64))
+            }
+        };
+        TimeDelta::from_std(d).unwrap_or(TimeDelta::zero())
+    }
+
+    /// Computes the job's next slot after `after` and (re)sets its timer.
+    fn schedule_next(&mut self, id: &JobId, after: DateTime<Utc>) {
+        let Some(job) = self.jobs.get(id) else { return };
+        let spec = job.spec.clone();
+        let active = job.active();
+        let next = spec.schedule.next_after(after);
+        let jitter = self.jitter_for(id, &spec);
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.next_fire = next;
+        }
+        let key = (id.clone(), TimerKind::Fire);
+        match next {
+            Some(t) if active => self.timers.set(key, t + jitter),
+            _ => {
+                self.timers.remove(&key);
+            }
+        }
+    }
+
+    fn apply(&mut self, plan: Plan, revision: String) -> ApplyReport {
+        let now = self.clock.now();
+        let mut report = ApplyReport {
+            unchanged: plan.unchanged.len(),
+            ..ApplyReport::default()
+        };
+        for spec in plan.create.into_iter().chain(plan.update) {
+            let id = spec.id.clone();
+            let digest = spec_digest(&spec);
+            match self.jobs.get_mut(&id) {
+                Some(job) if job.digest == digest => report.unchanged += 1,
+                Some(job) => {
+                    report.updated += 1;
+                    job.spec = spec.clone();
+                    job.digest = digest;
+                    job.generation += 1;
+                    job.retry = None;
+                    self.counters.dropped_on_change += job.queue.len() as u64;
+                    job.queue.clear();
+                    let running = job.running.clone();
+                    self.timers.remove(&(id.clone(), TimerKind::Retry));
+                    for exec in running {
+                        self.orphan(
+                            exec,
+                            now,
+                            LeakReason::JobChanged,
+                            spec.on_remove,
+                            &mut report,
+                        );
+                    }
+                    self.schedule_next(&id, now);
+                }
+                None => {
+                    report.created += 1;
+                    self.jobs.insert(
+                        id.clone(),
+                        JobEntry {
+                            spec,
+                            digest,
+                            generation: 1,
+                            next_fire: None,
+                            enabled_override: None,
+                            running: Vec::new(),
+                            queue: VecDeque::new(),
+                            retry: None,
+                            recent: VecDeque::new(),
+                        },
+                    );
+                    self.schedule_next(&id, now);
+                }
+            }
+        }
+        for id in plan.delete {
+            let Some(job) = self.jobs.remove(&id) else {
+                continue;
+            };
+            report.deleted += 1;
+            self.timers.remove(&(id.clone(), TimerKind::Fire));
+            self.timers.remove(&(id.clone(), TimerKind::Retry));
+            self.counters.dropped_on_change += job.queue.len() as u64;
+            for exec in job.running {
+                self.orphan(
+                    exec,
+                    now,
+                    LeakReason::JobRemoved,
+                    job.spec.on_remove,
+                    &mut report,
+                );
+            }
+        }
+        let jobs = &self.jobs;
+        let before = self.global_queue.len();
+        self.global_queue.retain(|p| {
+            jobs.get(&p.job)
+                .is_some_and(|j| j.generation == p.generation)
+        });
+        self.counters.dropped_on_change += (before - self.global_queue.len()) as u64;
+        self.revision = Some(revision);
+        report
+    }
+
+    /// An execution whose job left or changed: cancel it or let it drain.
+    fn orphan(
+        &mut self,
+        exec: u64,
+        now: DateTime<Utc>,
+        why: LeakReason,
+        policy: OnRemove,
+        report: &mut ApplyReport,
+    ) {
+        let Some(rec) = self.execs.get_mut(&exec) else {
+            return;
+        };
+        if rec.orphaned.is_some() {
+            return;
+        }
+        rec.orphaned = Some((now, why));
+        match policy {
+            OnRemove::Cancel => {
+                report.cancelled += 1;
+                rec.cancelling_since.get_or_insert(now);
+                rec.cancel.cancel();
+            }
+            OnRemove::Drain => report.draining += 1,
+        }
+    }
+
+    fn set_override(&mut self, id: &JobId, enabled: bool) -> Result<(), SchedulerError> {
+        let now = self.clock.now();
+        let job = self
+            .jobs
+            .get_mut(id)
+            .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
+        job.enabled_override = if enabled == job.spec.enabled {
+            None
+        } else {
+            Some(enabled)
+        };
+        if !enabled {
+            job.retry = None;
+            self.timers.remove(&(id.clone(), TimerKind::Retry));
+        }
+        self.schedule_next(id, now);
+        Ok(())
+    }
+
+    fn trigger(&mut self, id: &JobId) -> Result<String, SchedulerError> {
+        let now = self.clock.now();
+        let job = self
+            .jobs
+            .get(id)
+            .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
+        self.counters.triggered += 1;
+        let pending = Pending {
+            job: id.clone(),
+            generation: job.generation,
+            slot: now,
+            attempt: 1,
+            manual: true,
+        };
+        let run_id = run_id(id, now);
+        self.start_or_queue(pending);
+        Ok(run_id)
+    }
+
+    /// Pops every due timer and acts on it.
+    fn fire_due(&mut self) {
+        let now = self.clock.now();
+        while let Some((_, (id, kind))) = self.timers.pop_due(now) {
+            match kind {
+                TimerKind::Fire => self.on_fire(&id, now),
+                TimerKind::Retry => {
+                    let Some(job) = self.jobs.get_mut(&id) else {
+                        continue;
+                    };
+                    if let Some((slot, attempt)) = job.retry.take() {
+                        let generation = job.generation;
+                        self.start_or_queue(Pending {
+                            job: id,
+                            generation,
+                            slot,
+                            attempt,
+                            manual: false,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// A job's timer fired: decide which due slots run (misfire policy),
+    /// then re-arm it.
+    fn on_fire(&mut self, id: &JobId, now: DateTime<Utc>) {
+        let Some(job) = self.jobs.get(id) else {
+            // Cannot happen while the index is consistent; if it does, the
+            // next audit says so.
+            if self.noticed.len() < MAX_NOTICED {
+                self.noticed
+                    .push(format!("timer fired for unknown job {id}"));
+            }
+            return;
+        };
+        let Some(first) = job.next_fire else { return };
+        let spec = job.spec.clone();
+        let generation = job.generation;
+        let threshold = TimeDelta::from_std(
+            spec.starting_deadline
+                .unwrap_or(self.config.misfire_threshold),
+        )
+        .unwrap_or(TimeDelta::MAX);
+        // Enumerate due slots, keeping only as many as the policy may run.
+        let keep = match spec.catch_up {
+            CatchUp::All { max } => max.get() as usize + 1,
+            _ => 1,
+        };
+        let mut due: VecDeque<DateTime<Utc>> = VecDeque::new();
+        let mut total = 0usize;
+        let mut slot = Some(first);
+        let mut capped = false;
+        while let Some(s) = slot {
+            if s > now {
+                break;
+            }
+            if total == MAX_SLOT_SCAN {
+                capped = true;
+                break;
+            }
+            total += 1;
+            if due.len() == keep {
+                due.pop_front();
+            }
+            due.push_back(s);
+            slot = spec.schedule.next_after(s);
+        }
+        if total == 0 {
+            // Woken early (jitter moved the deadline): re-arm.
+            self.schedule_next(id, first - TimeDelta::seconds(1));
+            return;
+        }
+        self.counters.fires += total as u64;
+        let latest = *due.back().expect("total > 0");
+        let on_time = now - latest <= threshold && !capped;
+        let run: Vec<DateTime<Utc>> = match spec.catch_up {
+            CatchUp::None => on_time.then_some(latest).into_iter().collect(),
+            CatchUp::Latest => vec![latest],
+            CatchUp::All { max } => {
+                let late: Vec<_> = due
+                    .iter()
+                    .copied()
+                    .filter(|s| *s != latest || !on_time)
+                    .collect();
+                let skip = late.len().saturating_sub(max.get() as usize);
+                let mut v: Vec<_> = late.into_iter().skip(skip).collect();
+                if on_time {
+                    v.push(latest);
+                }
+                v
+            }
+        };
+        self.counters.missed_misfire += (total - run.len()) as u64;
+        if total > run.len() {
+            tracing::warn!(job = %id, missed = total - run.len(), "slots missed (misfire)");
+        }
+        // Re-arm before starting, so the timer entry always exists for an
+        // active job.
+        match slot {
+            Some(next) if !capped => {
+                let jitter = self.jitter_for(id, &spec);
+                if let Some(job) = self.jobs.get_mut(id) {
+                    job.next_fire = Some(next);
+                }
+                self.timers
+                    .set((id.clone(), TimerKind::Fire), next + jitter);
+            }
+            Some(_) => self.schedule_next(id, now),
+            None => {
+                if let Some(job) = self.jobs.get_mut(id) {
+                    job.next_fire = None;
+                }
+            }
+        }
+        for s in run {
+            self.start_or_queue(Pending {
+                job: id.clone(),
+                generation,
+                slot: s,
+                attempt: 1,
+                manual: false,
+            });
+        }
+    }
+
+    /// Applies the job's concurrency policy and the global limit, then
+    /// starts, queues, or drops (counted) the run.
+    fn start_or_queue(&mut self, p: Pending) {
+        let now = self.clock.now();
+        let Some(job) = self.jobs.get_mut(&p.job) else {
+            self.counters.dropped_on_change += 1;
+            return;
+        };
+        if job.generation != p.generation {
+            self.counters.dropped_on_change += 1;
+            return;
+        }
+        let busy = !job.running.is_empty();
+        match job.spec.concurrency {
+            Concurrency::Forbid if busy => {
+                self.counters.skipped_forbid += 1;
+                tracing::info!(job = %p.job, "run skipped: previous run still going (forbid)");
+                return;
+            }
+            Concurrency::Allow { max_instances }
+                if job.running.len() >= max_instances.get() as usize =>
+            {
+                self.counters.skipped_max_instances += 1;
+                return;
+            }
+            Concurrency::Replace if busy => {
+                for exec in job.running.clone() {
+                    if let Some(rec) = self.execs.get_mut(&exec)
+                        && rec.cancelling_since.is_none()
+                    {
+                        rec.cancelling_since = Some(now);
+                        rec.cancel.cancel();
+                        self.counters.replaced += 1;
+                    }
+                }
+            }
+            Concurrency::Queue { depth } if busy => {
+                if job.queue.len() < depth.get() as usize {
+                    job.queue.push_back(p);
+                } else {
+                    self.counters.job_queue_overflow += 1;
+                }
+                return;
+            }
+            _ => {}
+        }
+        if self.running >= self.config.max_running as usize {
+            if self.global_queue.len() < self.config.max_queued as usize {
+                self.global_queue.push_back(p);
+            } else {
+                self.counters.global_queue_overflow += 1;
+                tracing::warn!(job = %p.job, "run dropped: global queue full (max_queued)");
+            }
+            return;
+        }
+        self.spawn(p, now);
+    }
+
+    fn spawn(&mut self, p: Pending, now: DateTime<Utc>) {
+        let Some(job) = self.jobs.get_mut(&p.job) else {
+            return;
+        };
+        let exec_id = self.next_exec;
+        self.next_exec += 1;
+        let spec = job.spec.clone();
+        let run_id = run_id(&p.job, p.slot);
+        let cancel = self.root.child_token();
+        let pid = Arc::new(AtomicU32::new(0));
+        let grace_ms = Arc::new(AtomicU64::new(spec.kill_grace.as_millis() as u64));
+        let req = ExecRequest {
+            job: p.job.clone(),
+            run_id: run_id.clone(),
+            scheduled_at: p.slot,
+            attempt: p.attempt,
+            revision: self.revision.clone().unwrap_or_default(),
+            spec: spec.clone(),
+            cancel: cancel.clone(),
+            pid: pid.clone(),
+            grace_ms: grace_ms.clone(),
+        };
+        let fut = self.runner.run(req);
+        let handle = self.tasks.spawn(async move { (exec_id, fut.await) });
+        self.task_exec.insert(handle.id(), exec_id);
+        job.running.push(exec_id);
+        self.running += 1;
+        self.counters.started += 1;
+        tracing::info!(job = %p.job, run_id = %run_id, attempt = p.attempt, "run started");
+        self.execs.insert(
+            exec_id,
+            ExecRecord {
+                job: p.job,
+                generation: p.generation,
+                run_id,
+                attempt: p.attempt,
+                slot: p.slot,
+                started: now,
+                manual: p.manual,
+                pid,
+                grace_ms,
+                cancel,
+                kill_grace: spec.kill_grace,
+                timeout: spec.timeout,
+                cancelling_since: None,
+                orphaned: None,
+            },
+        );
+    }
+
+    /// An execution task ended (or panicked).
+    fn finished(&mut self, done: Result<(TaskId, (u64, ExecResult)), tokio::task::JoinError>) {
+        let (exec_id, result) = match done {
+            Ok((task, (exec_id, result))) => {
+                self.task_exec.remove(&task);
+                (exec_id, result)
+            }
+            Err(e) => {
+                let Some(exec_id) = self.task_exec.remove(&e.id()) else {
+                    return;
+                };
+                let result = ExecResult {
+                    outcome: Outcome::SpawnFailed(format!("execution task failed: {e}")),
+                    output: Vec::new(),
+                    output_dropped: 0,
+                    killed: false,
+                    stragglers_killed: false,
+                    finished: self.clock.now(),
+                };
+                (exec_id, result)
+            }
+        };
+        let Some(rec) = self.execs.remove(&exec_id) else {
+            return;
+        };
+        self.running -= 1;
+        let pid = rec.pid.load(Ordering::SeqCst);
+        if pid != 0 {
+            self.groups.insert(pid, exec_id);
+        }
+        let c = &mut self.counters;
+        match &result.outcome {
+            Outcome::Succeeded => c.succeeded += 1,
+            Outcome::Failed { .. } => c.failed += 1,
+            Outcome::TimedOut => c.timed_out += 1,
+            Outcome::Cancelled => c.cancelled += 1,
+            Outcome::SpawnFailed(_) => c.spawn_failed += 1,
+        }
+        c.killed += u64::from(result.killed);
+        c.stragglers_killed += u64::from(result.stragglers_killed);
+        tracing::info!(
+            job = %rec.job, run_id = %rec.run_id, outcome = result.outcome.name(),
+            output_bytes = result.output.len(), output_dropped = result.output_dropped,
+            "run finished"
+        );
+        let now = self.clock.now();
+        if let Some(job) = self.jobs.get_mut(&rec.job) {
+            job.running.retain(|e| *e != exec_id);
+            if job.recent.len() == OUTCOME_RING {
+                job.recent.pop_front();
+            }
+            job.recent.push_back(OutcomeRecord {
+                run_id: rec.run_id.clone(),
+                attempt: rec.attempt,
+                outcome: result.outcome.name().to_string(),
+                exit_code: match result.outcome {
+                    Outcome::Failed { code, .. } => code,
+                    Outcome::Succeeded => Some(0),
+                    _ => None,
+                },
+                started: rec.started,
+                finished: result.finished,
+            });
+            // Retry a failure of the current spec, never past the next slot.
+            if result.outcome.is_failure()
+                && job.generation == rec.generation
+                && rec.attempt <= job.spec.retry.retries
+                && job.active()
+            {
+                let delay = TimeDelta::from_std(job.spec.retry.delay(rec.attempt))
+                    .unwrap_or(TimeDelta::MAX);
+                let due = now + delay;
+                if job.next_fire.is_some_and(|n| due >= n) {
+                    self.counters.retries_abandoned += 1;
+                } else {
+                    job.retry = Some((rec.slot, rec.attempt + 1));
+                    self.counters.retries_scheduled += 1;
+                    self.timers.set((rec.job.clone(), TimerKind::Retry), due);
+                }
+            }
+            // The job's own queue goes first.
+            if job.running.is_empty()
+                && let Some(p) = job.queue.pop_front()
+            {
+                self.start_or_queue(p);
+            }
+        }
+        self.pump();
+    }
+
+    /// Starts queued runs while there is room.
+    fn pump(&mut self) {
+        let now = self.clock.now();
+        while self.running < self.config.max_running as usize {
+            let Some(p) = self.global_queue.pop_front() else {
+                break;
+            };
+            let late = self
+                .jobs
+                .get(&p.job)
+                .and_then(|j| j.spec.starting_deadline)
+                .and_then(|d| TimeDelta::from_std(d).ok())
+                .is_some_and(|d| now - p.slot > d);
+            if late {
+                self.counters.missed_starting_deadline += 1;
+                continue;
+            }
+            self.start_or_queue(p);
+        }
+    }
+
+    /// Checks the invariants; every violation is counted and described.
+    fn audit(&mut self) -> AuditReport {
+        let now = self.clock.now();
+        let mut v = std::mem::take(&mut self.noticed);
+        if !self.timers.consistent() {
+            v.push("timer index: ordered set and key map disagree (stale entry)".to_string());
+        }
+        let mut fire_entries = 0;
+        for (id, kind) in self.timers.keys() {
+            match (self.jobs.get(id), kind) {
+                (None, _) => v.push(format!("timer entry for unknown job {id}")),
+                (Some(j), TimerKind::Fire) => {
+                    fire_entries += 1;
+                    if !j.active() {
+                        v.push(format!("timer entry for suspended job {id}"));
+                    }
+                }
+                (Some(j), TimerKind::Retry) if j.retry.is_none() => {
+                    v.push(format!("retry timer without a pending retry for {id}"));
+                }
+                _ => {}
+            }
+        }
+        let expected = self
+            .jobs
+            .values()
+            .filter(|j| j.active() && j.next_fire.is_some())
+            .count();
+        for (id, j) in &self.jobs {
+            if j.active()
+                && j.next_fire.is_some()
+                && self.timers.get(&(id.clone(), TimerKind::Fire)).is_none()
+            {
+                v.push(format!("active job {id} has no timer entry"));
+            }
+        }
+        if self.execs.len() != self.tasks.len() {
+            v.push(format!(
+                "tracked executions ({}) != owned tasks ({})",
+                self.execs.len(),
+                self.tasks.len()
+            ));
+        }
+        let live: HashSet<u32> = self
+            .execs
+            .values()
+            .map(|r| r.pid.load(Ordering::SeqCst))
+            .collect();
+        self.groups
+            .retain(|pgid, _| live.contains(pgid) || group_alive(*pgid));
+        for pgid in self.groups.keys() {
+            if !live.contains(pgid) {
+                v.push(format!(
+                    "process group {pgid} is alive without an execution"
+                ));
+            }
+        }
+        self.counters.audit_runs += 1;
+        self.counters.audit_violations += v.len() as u64;
+        for msg in &v {
+            tracing::error!(violation = %msg, "audit: invariant violated");
+        }
+        self.last_audit = AuditReport {
+            at: Some(now),
+            timer_entries: fire_entries,
+            expected_timer_entries: expected,
+            tracked_executions: self.execs.len(),
+            owned_tasks: self.tasks.len(),
+            violations: v,
+        };
+        self.last_audit.clone()
+    }
+
+    fn inject(&mut self, fault: Fault) {
+        let now = self.clock.now();
+        match fault {
+            Fault::StaleTimerEntry => {
+                let id = JobId::parse("injected/stale").expect("valid id");
+                self.timers
+                    .inject_stale((id, TimerKind::Fire), now + TimeDelta::days(1));
+            }
+            Fault::UntrackedTask => {
+                let token = self.root.child_token();
+                self.tasks.spawn(async move {
+                    token.cancelled().await;
+                    (
+                        0,
+                        ExecResult {
+                            outcome: Outcome::Cancelled,
+                            output: Vec::new(),
+                            output_dropped: 0,
+                            killed: false,
+                            stragglers_killed: false,
+                            finished: Utc::now(),
+                        },
+                    )
+                });
+            }
+            Fault::OrphanProcessGroup(pgid) => {
+                self.groups.insert(pgid, 0);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> RunningState {
+        let now = self.clock.now();
+        let exec_state = |id: &u64| {
+            let r = self.execs.get(id)?;
+            Some(ExecutionState {
+                run_id: r.run_id.clone(),
+                job: r.job.to_string(),
+                pid: r.pid.load(Ordering::SeqCst),
+                attempt: r.attempt,
+                generation: r.generation,
+                scheduled_at: r.slot,
+                started: r.started,
+                deadline: r
+                    .timeout
+                    .and_then(|t| TimeDelta::from_std(t).ok())
+                    .map(|t| r.started + t),
+                manual: r.manual,
+                cancelling_since: r.cancelling_since,
+                orphaned_since: r.orphaned.map(|(t, _)| t),
+            })
+        };
+        let mut jobs: Vec<JobState> = self
+            .jobs
+            .iter()
+            .map(|(id, j)| JobState {
+                id: id.to_string(),
+                spec_digest: format!("{:016x}", j.digest),
+                generation: j.generation,
+                enabled: j.spec.enabled,
+                suspended: !j.active(),
+                overridden: j.enabled_override.is_some(),
+                next_fire: j.next_fire,
+                active: j.running.iter().filter_map(exec_state).collect(),
+                queued: j.queue.len() + self.global_queue.iter().filter(|p| &p.job == id).count(),
+                recent: j.recent.iter().cloned().collect(),
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        RunningState {
+            now,
+            revision: self.revision.clone(),
+            jobs,
+            running: self.running,
+            max_running: self.config.max_running,
+            queued: self.global_queue.len()
+                + self.jobs.values().map(|j| j.queue.len()).sum::<usize>(),
+            max_queued: self.config.max_queued,
+            leaked: self.leaks(now),
+            counters: self.counters.clone(),
+            audit: self.last_audit.clone(),
+        }
+    }
+
+    /// Executions that should not exist any more, and process groups alive
+    /// without an execution.
+    fn leaks(&self, now: DateTime<Utc>) -> Vec<LeakedTask> {
+        let mut out = Vec::new();
+        let slack = TimeDelta::from_std(LEAK_SLACK).unwrap_or(TimeDelta::zero());
+        for r in self.execs.values() {
+            let grace = TimeDelta::from_std(r.kill_grace).unwrap_or(TimeDelta::zero());
+            let reason = match (r.orphaned, r.timeout) {
+                (Some((since, why)), _) if now - since > grace => Some(why),
+                (_, Some(t))
+                    if now - r.started
+                        > TimeDelta::from_std(t).unwrap_or(TimeDelta::MAX) + grace + slack =>
+                {
+                    Some(LeakReason::PastTimeout)
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                out.push(LeakedTask {
+                    reason,
+                    job: r.job.to_string(),
+                    run_id: Some(r.run_id.clone()),
+                    pid: r.pid.load(Ordering::SeqCst),
+                    started: Some(r.started),
+                    age_secs: (now - r.started).num_seconds(),
+                });
+            }
+        }
+        let live: HashSet<u32> = self
+            .execs
+            .values()
+            .map(|r| r.pid.load(Ordering::SeqCst))
+            .collect();
+        for (pgid, _) in self.groups.iter().filter(|(p, _)| !live.contains(p)) {
+            if group_alive(*pgid) {
+                out.push(LeakedTask {
+                    reason: LeakReason::UntrackedProcess,
+                    job: String::new(),
+                    run_id: None,
+                    pid: *pgid,
+                    started: None,
+                    age_secs: 0,
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.job.as_str(), a.pid).cmp(&(b.job.as_str(), b.pid)));
+        out
+    }
+
+    /// Stop firing, drain within the deadline, then cancel, kill and reap.
+    async fn shutdown(&mut self, deadline: Duration) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        self.timers.clear();
+        let queued =
+            self.global_queue.len() + self.jobs.values().map(|j| j.queue.len()).sum::<usize>();
+        self.global_queue.clear();
+        for j in self.jobs.values_mut() {
+            j.queue.clear();
+            j.retry = None;
+        }
+        self.counters.dropped_on_shutdown += queued as u64;
+        report.dropped_queued = queued;
+
+        // Phase 1: let running executions finish.
+        let until = Instant::now() + deadline;
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(done) = self.tasks.join_next_with_id() => {
+                    if let Ok((_, (_, r))) = &done && r.killed {
+                        report.killed.push(self.run_id_of(&done));
+                    }
+                    self.finished(done);
+                    report.drained += 1;
+                }
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+        // Phase 2: cancel the rest with a bounded grace.
+        for rec in self.execs.values_mut() {
+            let grace = rec.kill_grace.min(SHUTDOWN_KILL_GRACE);
+            rec.grace_ms
+                .store(grace.as_millis() as u64, Ordering::SeqCst);
+            rec.cancel.cancel();
+        }
+        self.root.cancel();
+        let until = Instant::now() + SHUTDOWN_KILL_GRACE + Duration::from_secs(2);
+        while !self.tasks.is_empty() {
+            tokio::select! {
+                Some(done) = self.tasks.join_next_with_id() => {
+                    match &done {
+                        Ok((_, (_, r))) if r.killed => report.killed.push(self.run_id_of(&done)),
+                        _ => report.cancelled += 1,
+                    }
+                    self.finished(done);
+                }
+                _ = tokio::time::sleep_until(until) => break,
+            }
+        }
+        // Phase 3: whatever is left is killed and its task aborted.
+        for rec in self.execs.values() {
+            signal_group(rec.pid.load(Ordering::SeqCst), libc::SIGKILL);
+            report.abandoned.push(rec.run_id.clone());
+        }
+        self.tasks.shutdown().await;
+        self.execs.clear();
+        self.task_exec.clear();
+        self.running = 0;
+        for pgid in self.groups.keys() {
+            signal_group(*pgid, libc::SIGKILL);
+        }
+        tracing::info!(?report, "scheduler stopped");
+        report
+    }
+
+    fn run_id_of(
+        &self,
+        done: &Result<(TaskId, (u64, ExecResult)), tokio::task::JoinError>,
+    ) -> String {
+        match done {
+            Ok((_, (exec, _))) => self
+                .execs
+                .get(exec)
+                .map(|r| r.run_id.clone())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+}
+
+/// `<job>@<scheduled time, UTC RFC 3339>`.
+pub fn run_id(job: &JobId, slot: DateTime<Utc>) -> String {
+    format!(
+        "{job}@{}",
+        slot.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    )
+}

@@ -1,0 +1,358 @@
+//! Runs one execution: a child process in its own process group, or (later)
+//! an HTTP request. Owns nothing beyond the run: it gets a cancellation
+//! token and a spec, and returns an outcome.
+//!
+//! Termination is always of the whole process group: timeout or cancel →
+//! SIGTERM to the group → SIGKILL after the grace. When the leader exits on
+//! its own, whatever it left behind in its group is killed too, so a run's
+//! processes never outlive it.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::spec::job::Executor;
+use crate::spec::{JobId, JobSpec};
+
+/// How long output is still read after the process group is gone: a
+/// process that escaped the group (setsid) may hold the pipe open, and
+/// must not hold the execution.
+const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Read buffer for child output.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// PATH given to jobs when the daemon has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Everything one execution needs. No handle into the scheduler's state:
+/// a job is plain data.
+pub struct ExecRequest {
+    pub job: JobId,
+    pub run_id: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub attempt: u32,
+    pub revision: String,
+    pub spec: Arc<JobSpec>,
+    pub cancel: CancellationToken,
+    /// Published once the child is spawned (0 before), so the scheduler can
+    /// show and audit it.
+    pub pid: Arc<AtomicU32>,
+    /// SIGTERM → SIGKILL delay in milliseconds; the scheduler may shorten it
+    /// (shutdown) before cancelling.
+    pub grace_ms: Arc<AtomicU64>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// Non-zero exit, or killed by a signal it was not sent by us.
+    Failed {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// Ran past its timeout and was terminated.
+    TimedOut,
+    /// Cancelled by the scheduler (replaced, job removed, shutdown).
+    Cancelled,
+    /// Could not start (no such program, bad workdir, ...).
+    SpawnFailed(String),
+}
+
+impl Outcome {
+    /// Whether a retry may follow.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed { .. } | Outcome::TimedOut | Outcome::SpawnFailed(_)
+        )
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed { .. } => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Cancelled => "cancelled",
+            Outcome::SpawnFailed(_) => "spawn_failed",
+        }
+    }
+}
+
+/// What an execution returns.
+#[derive(Debug, Clone)]
+pub struct ExecResult {
+    pub outcome: Outcome,
+    /// The tail of stdout and stderr, interleaved as they arrived.
+    pub output: Vec<u8>,
+    /// Output bytes dropped from the front to respect `max_output`.
+    pub output_dropped: u64,
+    /// SIGKILL was needed (the group ignored SIGTERM for the whole grace).
+    pub killed: bool,
+    /// Processes were still in the group after the leader exited, and were
+    /// killed.
+    pub stragglers_killed: bool,
+    pub finished: DateTime<Utc>,
+}
+
+/// Keeps the last `cap` bytes written to it and counts the rest.
+#[derive(Debug)]
+pub struct Tail {
+    cap: usize,
+    buf: VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Tail {
+    pub fn new(cap: usize) -> Self {
+        Tail {
+            cap,
+            buf: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        if bytes.len() >= self.cap {
+            self.dropped += (self.buf.len() + bytes.len() - self.cap) as u64;
+            self.buf.clear();
+            self.buf.extend(&bytes[bytes.len() - self.cap..]);
+            return;
+        }
+        let over = (self.buf.len() + bytes.len()).saturating_sub(self.cap);
+        self.buf.drain(..over);
+        self.dropped += over as u64;
+        self.buf.extend(bytes);
+    }
+
+    pub fn into_parts(self) -> (Vec<u8>, u64) {
+        (self.buf.into(), self.dropped)
+    }
+}
+
+/// The environment a job runs with: a minimal base (the daemon's own
+/// environment may hold credentials, such as a git token, that jobs must
+/// not see), the job's `env`, and the run's identity.
+fn job_env(req: &ExecRequest) -> Vec<(String, String)> {
+    let mut env = vec![(
+        "PATH".to_string(),
+        std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string()),
+    )];
+    for key in ["HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(key) {
+            env.push((key.to_string(), v));
+        }
+    }
+    env.extend(req.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.push(("DRIFTCRON_JOB".into(), req.job.to_string()));
+    env.push(("DRIFTCRON_RUN_ID".into(), req.run_id.clone()));
+    env.push((
+        "DRIFTCRON_SCHEDULED_AT".into(),
+        req.scheduled_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+    ));
+    env.push(("DRIFTCRON_ATTEMPT".into(), req.attempt.to_string()));
+    env.push(("DRIFTCRON_REVISION".into(), req.revision.clone()));
+    env
+}
+
+/// Sends `sig` to process group `pgid`; true if the group existed.
+pub fn signal_group(pgid: u32, sig: i32) -> bool {
+    if pgid == 0 {
+        return false;
+    }
+    // SAFETY: killpg has no memory effects; a stale pgid yields ESRCH.
+    unsafe { libc::killpg(pgid as libc::pid_t, sig) == 0 }
+}
+
+/// Whether any process of group `pgid` is alive.
+pub fn group_alive(pgid: u32) -> bool {
+    signal_group(pgid, 0)
+}
+
+/// Runs the execution to its end. Never panics on the job's behaviour.
+pub async fn run(req: ExecRequest) -> ExecResult {
+    let spec = req.spec.clone();
+    match &spec.executor {
+        Executor::Exec { argv } => {
+            let mut cmd = Command::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            run_process(cmd, &req).await
+        }
+        Executor::Shell { script } => {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.arg("-c").arg(script);
+            run_process(cmd, &req).await
+        }
+        Executor::Http(_) => ExecResult {
+            outcome: Outcome::SpawnFailed(
+                "the HTTP executor is not available in this build yet".into(),
+            ),
+            output: Vec::new(),
+            output_dropped: 0,
+            killed: false,
+            stragglers_killed: false,
+            finished: Utc::now(),
+        },
+    }
+}
+
+enum Ending {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    TimedOut,
+    Cancelled,
+}
+
+async fn run_process(mut cmd: Command, req: &ExecRequest) -> ExecResult {
+    let spec = &req.spec;
+    cmd.env_clear()
+        .envs(job_env(req))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.workdir {
+        cmd.current_dir(dir);
+    }
+    let mut tail = Tail::new(spec.max_output as usize);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return ExecResult {
+                outcome: Outcome::SpawnFailed(e.to_string()),
+                output: Vec::new(),
+                output_dropped: 0,
+                killed: false,
+                stragglers_killed: false,
+                finished: Utc::now(),
+            };
+        }
+    };
+    let pgid = child.id().unwrap_or(0);
+    req.pid.store(pgid, Ordering::SeqCst);
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let deadline = spec.timeout.map(|t| Instant::now() + t);
+
+    let supervise = supervise(&mut child, pgid, deadline, req);
+    tokio::pin!(supervise);
+    let mut ended: Option<(Ending, bool)> = None;
+    let mut drain_until: Option<Instant> = None;
+    let (mut out_buf, mut err_buf) = (vec![0u8; READ_CHUNK], vec![0u8; READ_CHUNK]);
+    loop {
+        if ended.is_some() && stdout.is_none() && stderr.is_none() {
+            break;
+        }
+        tokio::select! {
+            r = read_some(&mut stdout, &mut out_buf) => match r {
+                Some(n) => tail.push(&out_buf[..n]),
+                None => stdout = None,
+            },
+            r = read_some(&mut stderr, &mut err_buf) => match r {
+                Some(n) => tail.push(&err_buf[..n]),
+                None => stderr = None,
+            },
+            e = &mut supervise, if ended.is_none() => {
+                ended = Some(e);
+                drain_until = Some(Instant::now() + OUTPUT_DRAIN_GRACE);
+            },
+            _ = sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
+        }
+    }
+    let (ending, killed) = ended.unwrap_or((Ending::Cancelled, false));
+    // Reap what the leader left behind in its group.
+    let stragglers_killed = signal_group(pgid, libc::SIGKILL);
+    let outcome = match ending {
+        Ending::TimedOut => Outcome::TimedOut,
+        Ending::Cancelled => Outcome::Cancelled,
+        Ending::Exited(Err(e)) => Outcome::SpawnFailed(format!("waiting for the child: {e}")),
+        Ending::Exited(Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            if status.success() {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed {
+                    code: status.code(),
+                    signal: status.signal(),
+                }
+            }
+        }
+    };
+    let (output, output_dropped) = tail.into_parts();
+    ExecResult {
+        outcome,
+        output,
+        output_dropped,
+        killed,
+        stragglers_killed,
+        finished: Utc::now(),
+    }
+}
+
+/// Reads once from a pipe; `None` at EOF or error. Pends forever on a
+/// closed (None) pipe so `select!` ignores it.
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    pipe: &mut Option<R>,
+    buf: &mut [u8],
+) -> Option<usize> {
+    match pipe {
+        Some(p) => match p.read(buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for the leader; on timeout or cancel terminates the group:
+/// SIGTERM, then SIGKILL after the grace. Returns how it ended and whether
+/// SIGKILL was needed.
+async fn supervise(
+    child: &mut Child,
+    pgid: u32,
+    deadline: Option<Instant>,
+    req: &ExecRequest,
+) -> (Ending, bool) {
+    let ending = tokio::select! {
+        s = child.wait() => return (Ending::Exited(s), false),
+        _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Ending::TimedOut,
+        _ = req.cancel.cancelled() => Ending::Cancelled,
+    };
+    signal_group(pgid, libc::SIGTERM);
+    let grace = Duration::from_millis(req.grace_ms.load(Ordering::SeqCst));
+    tokio::select! {
+        _ = child.wait() => (ending, false),
+        _ = sleep(grace) => {
+            signal_group(pgid, libc::SIGKILL);
+            let _ = child.wait().await;
+            (ending, true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_end_and_counts_the_rest() {
+        let mut t = Tail::new(5);
+        t.push(b"abc");
+        t.push(b"defg");
+        let (out, dropped) = Tail::into_parts(std::mem::replace(&mut t, Tail::new(5)));
+        assert_eq!((out.as_slice(), dropped), (&b"cdefg"[..], 2));
+        t.push(b"0123456789");
+        t.push(b"x");
+        let (out, dropped) = t.into_parts();
+        assert_eq!((out.as_slice(), dropped), (&b"6789x"[..], 6));
+    }
+}

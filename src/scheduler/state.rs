@@ -1,0 +1,192 @@
+//! What the scheduler is running, as data: the snapshot the drift report,
+//! the API and the tests read. Serialize-only.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Totals since start. Every skip, drop and overflow has a named counter:
+/// nothing the scheduler decides not to do is silent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Slots that came due (each slot once, whatever happened to it).
+    pub fires: u64,
+    /// Executions started (scheduled, retried, caught up or triggered).
+    pub started: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub cancelled: u64,
+    pub spawn_failed: u64,
+    /// A run was due while another ran and `concurrency = "forbid"`.
+    pub skipped_forbid: u64,
+    /// A run was due while `max_instances` ran (`concurrency = "allow"`).
+    pub skipped_max_instances: u64,
+    /// Running executions cancelled by `concurrency = "replace"`.
+    pub replaced: u64,
+    /// A run found the job's own queue full (`concurrency = "queue"`).
+    pub job_queue_overflow: u64,
+    /// A run found the global queue (`max_queued`) full.
+    pub global_queue_overflow: u64,
+    /// Slots passed over because the timer woke past them (clock jump,
+    /// suspend, overload) and `catch_up` did not run them.
+    pub missed_misfire: u64,
+    /// Queued runs that could not start within `starting_deadline`.
+    pub missed_starting_deadline: u64,
+    /// Queued runs dropped because their job changed or left git.
+    pub dropped_on_change: u64,
+    /// Runs dropped from queues at shutdown.
+    pub dropped_on_shutdown: u64,
+    pub retries_scheduled: u64,
+    /// A retry would have landed past the job's next slot.
+    pub retries_abandoned: u64,
+    pub triggered: u64,
+    /// Executions whose process group needed SIGKILL.
+    pub killed: u64,
+    /// Processes left in a run's group after its leader exited, killed.
+    pub stragglers_killed: u64,
+    pub audit_runs: u64,
+    pub audit_violations: u64,
+}
+
+/// One execution in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecutionState {
+    pub run_id: String,
+    pub job: String,
+    /// Process group id (0 until spawned, and for HTTP runs).
+    pub pid: u32,
+    pub attempt: u32,
+    /// The spec generation it was started from.
+    pub generation: u64,
+    pub scheduled_at: DateTime<Utc>,
+    pub started: DateTime<Utc>,
+    /// When its timeout expires, if it has one.
+    pub deadline: Option<DateTime<Utc>>,
+    pub manual: bool,
+    /// Cancellation requested (replace, removal, shutdown) and when.
+    pub cancelling_since: Option<DateTime<Utc>>,
+    /// Its job left git or changed, and when.
+    pub orphaned_since: Option<DateTime<Utc>>,
+}
+
+/// The outcome of a finished execution (kept in a short ring per job).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutcomeRecord {
+    pub run_id: String,
+    pub attempt: u32,
+    pub outcome: String,
+    pub exit_code: Option<i32>,
+    pub started: DateTime<Utc>,
+    pub finished: DateTime<Utc>,
+}
+
+/// One job as the scheduler holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobState {
+    pub id: String,
+    /// Digest of the spec it runs (hex).
+    pub spec_digest: String,
+    /// Bumped each time an apply changed the spec.
+    pub generation: u64,
+    /// Enabled in git.
+    pub enabled: bool,
+    /// Suspended at run time (API), whatever git says.
+    pub suspended: bool,
+    /// The run-time state differs from git (suspended or resumed through
+    /// the API).
+    pub overridden: bool,
+    /// Next slot (before jitter).
+    pub next_fire: Option<DateTime<Utc>>,
+    pub active: Vec<ExecutionState>,
+    pub queued: usize,
+    pub recent: Vec<OutcomeRecord>,
+}
+
+/// Why an execution is reported as leaked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeakReason {
+    /// Its job left git and it outlived the kill grace.
+    JobRemoved,
+    /// Its job's spec changed and it outlived the kill grace.
+    JobChanged,
+    /// It is past its timeout plus the kill grace and still not ended.
+    PastTimeout,
+    /// A process group the scheduler started is alive with no execution.
+    UntrackedProcess,
+}
+
+/// An execution (or process) that should not exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeakedTask {
+    pub reason: LeakReason,
+    pub job: String,
+    pub run_id: Option<String>,
+    pub pid: u32,
+    pub started: Option<DateTime<Utc>>,
+    /// Seconds since it started (or since it was found).
+    pub age_secs: i64,
+}
+
+/// The last audit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditReport {
+    pub at: Option<DateTime<Utc>>,
+    pub timer_entries: usize,
+    pub expected_timer_entries: usize,
+    pub tracked_executions: usize,
+    pub owned_tasks: usize,
+    /// Each violation found, described.
+    pub violations: Vec<String>,
+}
+
+/// The whole running state at one instant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunningState {
+    pub now: DateTime<Utc>,
+    /// The revision the jobs came from (last applied).
+    pub revision: Option<String>,
+    pub jobs: Vec<JobState>,
+    pub running: usize,
+    pub max_running: u32,
+    pub queued: usize,
+    pub max_queued: u32,
+    pub leaked: Vec<LeakedTask>,
+    pub counters: Counters,
+    pub audit: AuditReport,
+}
+
+impl RunningState {
+    pub fn job(&self, id: &str) -> Option<&JobState> {
+        self.jobs.iter().find(|j| j.id == id)
+    }
+}
+
+/// What `apply` changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyReport {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub unchanged: usize,
+    /// Running executions cancelled because their job left or changed
+    /// (`on_remove = "cancel"`).
+    pub cancelled: usize,
+    /// Running executions left to finish (`on_remove = "drain"`).
+    pub draining: usize,
+}
+
+/// What `shutdown` had to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ShutdownReport {
+    /// Executions that finished on their own within the deadline.
+    pub drained: usize,
+    /// Executions cancelled after the deadline (SIGTERM was enough).
+    pub cancelled: usize,
+    /// Executions that needed SIGKILL.
+    pub killed: Vec<String>,
+    /// Tasks aborted because they did not end even after SIGKILL.
+    pub abandoned: Vec<String>,
+    /// Queued runs dropped.
+    pub dropped_queued: usize,
+}

@@ -1,0 +1,602 @@
+//! Scheduling semantics under tokio's paused clock: policies, misfires and
+//! catch-up, clock jumps, DST, retries, jitter, apply and shutdown.
+//!
+//! Executions here run through `SimRunner`, which takes virtual time
+//! instead of starting processes (real processes are tested in
+//! tests/executor.rs): `command = ["sim", "<duration>", "ok" | "fail"]`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use driftcron::plan::{Plan, diff};
+use driftcron::scheduler::{
+    Clock, ExecRequest, ExecResult, OUTCOME_RING, Outcome, Runner, Scheduler, SchedulerConfig,
+    SchedulerError, TestClock,
+};
+use driftcron::snapshot::{Snapshot, SourceFile};
+use driftcron::spec::{JobId, JobSpec, LoadOptions, load};
+
+/// One start seen by the runner.
+#[derive(Debug, Clone)]
+struct Start {
+    run_id: String,
+    attempt: u32,
+    at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+struct SimRunner {
+    clock: TestClock,
+    starts: Arc<Mutex<Vec<Start>>>,
+}
+
+impl Runner for SimRunner {
+    fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+        let clock = self.clock.clone();
+        self.starts.lock().unwrap().push(Start {
+            run_id: req.run_id.clone(),
+            attempt: req.attempt,
+            at: clock.now(),
+        });
+        Box::pin(async move {
+            let argv = match &req.spec.executor {
+                driftcron::spec::job::Executor::Exec { argv } => argv.clone(),
+                _ => vec![],
+            };
+            let dur = humantime::parse_duration(argv.get(1).map_or("0s", |s| s)).unwrap();
+            let ok = argv.get(2).is_none_or(|s| s == "ok");
+            let outcome = tokio::select! {
+                _ = tokio::time::sleep(dur) => if ok { Outcome::Succeeded } else { Outcome::Failed { code: Some(1), signal: None } },
+                _ = req.cancel.cancelled() => Outcome::Cancelled,
+            };
+            ExecResult {
+                outcome,
+                output: Vec::new(),
+                output_dropped: 0,
+                killed: false,
+                stragglers_killed: false,
+                finished: clock.now(),
+            }
+        })
+    }
+}
+
+const T0: &str = "2026-06-01T00:00:00Z";
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Loads jobs from `(path, toml)` pairs.
+fn jobs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
+    let snapshot = Snapshot {
+        revision: "test".into(),
+        files: files
+            .iter()
+            .map(|(p, t)| SourceFile {
+                path: p.to_string(),
+                bytes: t.as_bytes().to_vec(),
+            })
+            .collect(),
+        problems: vec![],
+    };
+    let loaded = load(
+        &snapshot,
+        &LoadOptions {
+            now: at(T0),
+            max_jobs: None,
+        },
+    );
+    assert!(loaded.is_valid(), "{:#?}", loaded.diagnostics);
+    loaded.desired.jobs
+}
+
+fn create_all(j: &BTreeMap<JobId, JobSpec>) -> Plan {
+    diff(j, &BTreeMap::new())
+}
+
+struct Harness {
+    clock: TestClock,
+    starts: Arc<Mutex<Vec<Start>>>,
+    sched: Scheduler,
+}
+
+impl Harness {
+    fn new(config: SchedulerConfig) -> Self {
+        Harness::at(config, at(T0))
+    }
+
+    fn at(config: SchedulerConfig, start: DateTime<Utc>) -> Self {
+        let clock = TestClock::new(start);
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let runner = SimRunner {
+            clock: clock.clone(),
+            starts: starts.clone(),
+        };
+        let sched = Scheduler::start_with_runner(config, Arc::new(clock.clone()), Arc::new(runner));
+        Harness {
+            clock,
+            starts,
+            sched,
+        }
+    }
+
+    async fn apply(&self, files: &[(&str, &str)]) {
+        self.sched
+            .apply(create_all(&jobs(files)), "rev1")
+            .await
+            .unwrap();
+    }
+
+    /// Offsets (seconds from T0) of every start of `job`.
+    fn starts_of(&self, job: &str) -> Vec<i64> {
+        self.starts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.run_id.starts_with(&format!("{job}@")))
+            .map(|s| (s.at - at(T0)).num_seconds())
+            .collect()
+    }
+}
+
+fn config() -> SchedulerConfig {
+    SchedulerConfig {
+        max_running: 100,
+        max_queued: 100,
+        ..SchedulerConfig::default()
+    }
+}
+
+async fn wait(secs: u64) {
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn forbid_skips_and_counts_overlapping_runs() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"*/10 * * * * *\"\ncommand = [\"sim\", \"25s\"]\n",
+    )])
+    .await;
+    wait(41).await;
+    assert_eq!(h.starts_of("j"), [10, 40]);
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.skipped_forbid, 2);
+    assert_eq!(s.counters.fires, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn allow_runs_up_to_max_instances() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"*/10 * * * * *\"\ncommand = [\"sim\", \"25s\"]\nconcurrency = \"allow\"\nmax_instances = 2\n",
+    )])
+    .await;
+    wait(41).await;
+    assert_eq!(h.starts_of("j"), [10, 20, 40]);
+    assert_eq!(
+        h.sched
+            .state()
+            .await
+            .unwrap()
+            .counters
+            .skipped_max_instances,
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn replace_cancels_the_running_one() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"*/10 * * * * *\"\ncommand = [\"sim\", \"25s\"]\nconcurrency = \"replace\"\n",
+    )])
+    .await;
+    wait(31).await;
+    assert_eq!(h.starts_of("j"), [10, 20, 30]);
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.replaced, 2);
+    assert_eq!(s.counters.cancelled, 2);
+    assert_eq!(s.job("j").unwrap().active.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_is_bounded_and_overflow_is_counted() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"*/10 * * * * *\"\ncommand = [\"sim\", \"25s\"]\nconcurrency = \"queue\"\nqueue_depth = 1\n",
+    )])
+    .await;
+    wait(36).await;
+    // 10 runs; 20 waits; 30 finds the queue full; 35 (10's end) starts 20's run.
+    assert_eq!(h.starts_of("j"), [10, 35]);
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.job_queue_overflow, 1);
+    assert_eq!(
+        s.job("j").unwrap().active[0].scheduled_at,
+        at(T0) + TimeDelta::seconds(20)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn global_limit_queues_then_overflows() {
+    let cfg = SchedulerConfig {
+        max_running: 1,
+        max_queued: 1,
+        ..config()
+    };
+    let h = Harness::new(cfg);
+    let job = "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"5s\"]\n";
+    h.apply(&[("a.toml", job), ("b.toml", job), ("c.toml", job)])
+        .await;
+    wait(61).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.running, 1);
+    assert_eq!(s.queued, 1);
+    assert_eq!(s.counters.global_queue_overflow, 1);
+    wait(5).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(
+        s.counters.started, 2,
+        "the queued run starts when a slot frees"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn queued_runs_past_starting_deadline_are_missed() {
+    let cfg = SchedulerConfig {
+        max_running: 1,
+        max_queued: 10,
+        ..config()
+    };
+    let h = Harness::new(cfg);
+    h.apply(&[
+        ("a.toml", "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"30s\"]\n"),
+        ("b.toml", "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"1s\"]\nstarting_deadline = \"10s\"\n"),
+    ])
+    .await;
+    wait(95).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.missed_starting_deadline, 1, "{:?}", s.counters);
+    assert_eq!(h.starts_of("b"), Vec::<i64>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn clock_jump_forward_goes_through_catch_up() {
+    for (policy, want_runs) in [
+        ("catch_up = \"none\"", 0),
+        ("catch_up = \"latest\"", 1),
+        ("catch_up = \"all\"\nmax_catch_up = 5", 5),
+    ] {
+        let h = Harness::new(config());
+        let toml = format!(
+            "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"0s\"]\nconcurrency = \"allow\"\nmax_instances = 10\n{policy}\n"
+        );
+        h.apply(&[("j.toml", &toml)]).await;
+        wait(1).await;
+        h.clock.jump(TimeDelta::hours(5) + TimeDelta::minutes(30));
+        wait(31).await;
+        let s = h.sched.state().await.unwrap();
+        assert_eq!(h.starts_of("j").len(), want_runs, "catch_up = {policy}");
+        assert_eq!(s.counters.fires, 5, "catch_up = {policy}");
+        assert_eq!(
+            s.counters.missed_misfire,
+            5 - want_runs as u64,
+            "catch_up = {policy}"
+        );
+        // Re-armed for the next hour.
+        assert_eq!(
+            s.job("j").unwrap().next_fire,
+            Some(at("2026-06-01T06:00:00Z"))
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn clock_jump_backward_never_fires_twice() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"*/10 * * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+    )])
+    .await;
+    wait(21).await;
+    h.clock.jump(TimeDelta::seconds(-15));
+    wait(30).await;
+    let runs: Vec<String> = h
+        .starts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.run_id.clone())
+        .collect();
+    let mut dedup = runs.clone();
+    dedup.dedup();
+    assert_eq!(runs, dedup, "a slot ran twice");
+    assert_eq!(runs.first().unwrap(), "j@2026-06-01T00:00:10Z");
+    assert_eq!(runs.last().unwrap(), "j@2026-06-01T00:00:30Z");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dst_gap_runs_once_after_the_gap() {
+    // 01:00 EST on the day New York springs forward.
+    let h = Harness::at(config(), at("2026-03-08T06:00:00Z"));
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"30 2 * * *\"\ntimezone = \"America/New_York\"\ncommand = [\"sim\", \"0s\"]\n[dst]\ngap = \"shift\"\n",
+    )])
+    .await;
+    tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+    let runs: Vec<String> = h
+        .starts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.run_id.clone())
+        .collect();
+    assert_eq!(runs, ["j@2026-03-08T07:00:00Z"], "03:00 EDT, once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_and_never_pass_the_next_slot() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"0s\", \"fail\"]\nretries = 5\nretry_backoff = \"10s\"\nretry_max_delay = \"1m\"\n",
+    )])
+    .await;
+    wait(100).await;
+    let starts = h.starts.lock().unwrap().clone();
+    let attempts: Vec<(i64, u32)> = starts
+        .iter()
+        .map(|s| ((s.at - at(T0)).num_seconds(), s.attempt))
+        .collect();
+    // 60 fails; retries after 10s and 20s; the third (40s) would pass the
+    // next slot at 120, so it is abandoned.
+    assert_eq!(attempts, [(60, 1), (70, 2), (90, 3)]);
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.retries_scheduled, 2);
+    assert_eq!(s.counters.retries_abandoned, 1);
+    assert!(
+        starts.iter().all(|s| s.run_id == "j@2026-06-01T00:01:00Z"),
+        "retries keep the slot's run id"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stable_jitter_is_the_same_across_restarts() {
+    let toml = "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"0s\"]\njitter = \"30s\"\n";
+    let expected = jobs(&[("team/j.toml", toml)])
+        .values()
+        .next()
+        .unwrap()
+        .jitter
+        .stable_delay(&JobId::parse("team/j").unwrap());
+    for _ in 0..2 {
+        let h = Harness::new(config());
+        h.apply(&[("team/j.toml", toml)]).await;
+        wait(150).await;
+        let offsets: Vec<i64> = h
+            .starts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| (s.at - at(T0)).num_milliseconds())
+            .collect();
+        let want = expected.as_millis() as i64;
+        assert_eq!(offsets, [60_000 + want, 120_000 + want]);
+        h.sched.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn apply_is_idempotent_and_rekeys_updates() {
+    let h = Harness::new(config());
+    let v1 = jobs(&[
+        (
+            "a.toml",
+            "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+        ),
+        (
+            "b.toml",
+            "schedule = \"@daily\"\ncommand = [\"sim\", \"0s\"]\n",
+        ),
+    ]);
+    let r = h.sched.apply(create_all(&v1), "rev1").await.unwrap();
+    assert_eq!((r.created, r.updated, r.deleted), (2, 0, 0));
+    let r = h.sched.apply(create_all(&v1), "rev1").await.unwrap();
+    assert_eq!(
+        (r.created, r.updated, r.unchanged),
+        (0, 0, 2),
+        "same specs again change nothing"
+    );
+
+    // Update a: new schedule, new next fire, bumped generation, no stale timer.
+    let v2 = jobs(&[(
+        "a.toml",
+        "schedule = \"30 * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+    )]);
+    let running: BTreeMap<JobId, u64> = v1
+        .iter()
+        .map(|(id, s)| (id.clone(), driftcron::plan::spec_digest(s)))
+        .collect();
+    let plan = diff(&v2, &running);
+    assert_eq!((plan.update.len(), plan.delete.len()), (1, 1));
+    let r = h.sched.apply(plan, "rev2").await.unwrap();
+    assert_eq!((r.updated, r.deleted), (1, 1));
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.revision.as_deref(), Some("rev2"));
+    let a = s.job("a").unwrap();
+    assert_eq!(
+        (a.generation, a.next_fire),
+        (2, Some(at("2026-06-01T00:30:00Z")))
+    );
+    assert!(s.job("b").is_none());
+    let audit = h.sched.audit().await.unwrap();
+    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
+    assert_eq!((audit.timer_entries, audit.expected_timer_entries), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleting_a_job_cancels_or_drains_its_run() {
+    let h = Harness::new(config());
+    let v1 = jobs(&[
+        (
+            "c.toml",
+            "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"10m\"]\non_remove = \"cancel\"\nkill_grace = \"5s\"\n",
+        ),
+        (
+            "d.toml",
+            "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"10m\"]\non_remove = \"drain\"\nkill_grace = \"5s\"\n",
+        ),
+    ]);
+    h.sched.apply(create_all(&v1), "rev1").await.unwrap();
+    wait(61).await;
+    let plan = Plan {
+        delete: v1.keys().cloned().collect(),
+        ..Plan::default()
+    };
+    let r = h.sched.apply(plan, "rev2").await.unwrap();
+    assert_eq!((r.cancelled, r.draining), (1, 1));
+    wait(10).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.cancelled, 1);
+    assert!(s.jobs.is_empty());
+    // The drained run of a deleted job is a leaked task once its grace passed.
+    assert_eq!(s.leaked.len(), 1, "{:?}", s.leaked);
+    assert_eq!(s.leaked[0].job, "d");
+    assert_eq!(
+        s.leaked[0].reason,
+        driftcron::scheduler::LeakReason::JobRemoved
+    );
+    let audit = h.sched.audit().await.unwrap();
+    assert_eq!(audit.timer_entries, 0);
+    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
+}
+
+#[tokio::test(start_paused = true)]
+async fn suspend_resume_and_trigger() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+    )])
+    .await;
+    let id = JobId::parse("j").unwrap();
+    h.sched.suspend(&id).await.unwrap();
+    wait(61).await;
+    assert!(h.starts_of("j").is_empty());
+    let s = h.sched.state().await.unwrap();
+    let j = s.job("j").unwrap();
+    assert!(j.suspended && j.overridden);
+    assert_eq!(h.sched.audit().await.unwrap().timer_entries, 0);
+    let run = h.sched.trigger(&id).await.unwrap();
+    assert_eq!(run, "j@2026-06-01T00:01:01Z");
+    wait(1).await;
+    assert_eq!(h.starts_of("j"), [61]);
+    h.sched.resume(&id).await.unwrap();
+    wait(60).await;
+    assert_eq!(h.starts_of("j"), [61, 120]);
+    let s = h.sched.state().await.unwrap();
+    assert!(!s.job("j").unwrap().overridden);
+    assert_eq!(s.counters.triggered, 1);
+    let unknown = JobId::parse("nope").unwrap();
+    assert_eq!(
+        h.sched.trigger(&unknown).await,
+        Err(SchedulerError::UnknownJob("nope".into()))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn disabled_in_git_never_fires_and_has_no_timer() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"* * * * * *\"\ncommand = [\"sim\", \"0s\"]\nenabled = false\n",
+    )])
+    .await;
+    wait(10).await;
+    assert!(h.starts_of("j").is_empty());
+    let s = h.sched.state().await.unwrap();
+    assert!(s.job("j").unwrap().suspended && !s.job("j").unwrap().overridden);
+    assert_eq!(h.sched.audit().await.unwrap().timer_entries, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_per_job_does_not_grow_with_runs() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"* * * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+    )])
+    .await;
+    wait(500).await;
+    let s = h.sched.state().await.unwrap();
+    assert!(s.counters.succeeded >= 499);
+    assert_eq!(s.job("j").unwrap().recent.len(), OUTCOME_RING);
+    let audit = h.sched.audit().await.unwrap();
+    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
+    assert_eq!((audit.tracked_executions, audit.owned_tasks), (0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_is_idempotent_and_bounded() {
+    let h = Harness::new(config());
+    h.apply(&[
+        (
+            "quick.toml",
+            "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"2s\"]\n",
+        ),
+        (
+            "slow.toml",
+            "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"1h\"]\n",
+        ),
+    ])
+    .await;
+    wait(61).await;
+    let t = tokio::time::Instant::now();
+    let (a, b) = tokio::join!(
+        h.sched.shutdown(Duration::from_secs(5)),
+        h.sched.shutdown(Duration::from_secs(5))
+    );
+    assert_eq!(a, b);
+    assert_eq!((a.drained, a.cancelled), (1, 1), "{a:?}");
+    assert!(
+        t.elapsed() <= Duration::from_secs(6),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(h.sched.shutdown(Duration::from_secs(5)).await, a);
+    assert_eq!(h.sched.state().await, Err(SchedulerError::Stopped));
+}
+
+#[tokio::test(start_paused = true)]
+async fn audit_finds_injected_leaks() {
+    use driftcron::scheduler::Fault;
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+    )])
+    .await;
+    assert!(h.sched.audit().await.unwrap().violations.is_empty());
+    h.sched.inject(Fault::StaleTimerEntry).await.unwrap();
+    h.sched.inject(Fault::UntrackedTask).await.unwrap();
+    let audit = h.sched.audit().await.unwrap();
+    let all = audit.violations.join("\n");
+    assert!(all.contains("stale entry"), "{all}");
+    assert!(
+        all.contains("tracked executions (0) != owned tasks (1)"),
+        "{all}"
+    );
+    assert!(h.sched.state().await.unwrap().counters.audit_violations >= 2);
+}
