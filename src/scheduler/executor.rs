@@ -1,5 +1,5 @@
-//! Runs one execution: a child process in its own process group, or (later)
-//! an HTTP request. Owns nothing beyond the run: it gets a cancellation
+//! Runs one execution: a child process in its own process group, or an
+//! HTTP request. Owns nothing beyond the run: it gets a cancellation
 //! token and a spec, and returns an outcome.
 //!
 //! Termination is always of the whole process group: timeout or cancel →
@@ -9,8 +9,8 @@
 
 use std::collections::VecDeque;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::spec::job::Executor;
+use crate::spec::job::{Executor, ExpectStatus, HttpSpec};
 use crate::spec::{JobId, JobSpec};
 
 /// How long output is still read after the process group is gone: a
@@ -192,16 +192,114 @@ pub async fn run(req: ExecRequest) -> ExecResult {
             cmd.arg("-c").arg(script);
             run_process(cmd, &req).await
         }
-        Executor::Http(_) => ExecResult {
-            outcome: Outcome::SpawnFailed(
-                "the HTTP executor is not available in this build yet".into(),
-            ),
-            output: Vec::new(),
-            output_dropped: 0,
+        Executor::Http(http) => run_http(http, &req).await,
+    }
+}
+
+/// HTTP clients, built once: building one parses the root store, which is
+/// too slow to repeat per run. Two, because certificate checking is a
+/// client-wide setting.
+fn http_client(verify: bool) -> Result<&'static reqwest::Client, String> {
+    static VERIFIED: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    static UNVERIFIED: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    let cell = if verify { &VERIFIED } else { &UNVERIFIED };
+    cell.get_or_init(|| {
+        reqwest::Client::builder()
+            .user_agent(concat!("driftcron/", env!("CARGO_PKG_VERSION")))
+            .danger_accept_invalid_certs(!verify)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+/// Runs an HTTP job: the response's status decides the outcome; the status
+/// line and the body's tail are its output.
+async fn run_http(http: &HttpSpec, req: &ExecRequest) -> ExecResult {
+    let spec = &req.spec;
+    let mut tail = Tail::new(spec.max_output as usize);
+    let done = |outcome, tail: Tail| {
+        let (output, output_dropped) = tail.into_parts();
+        ExecResult {
+            outcome,
+            output,
+            output_dropped,
             killed: false,
             stragglers_killed: false,
             finished: Utc::now(),
-        },
+        }
+    };
+    let client = match http_client(http.tls_verify) {
+        Ok(c) => c,
+        Err(e) => return done(Outcome::SpawnFailed(e), tail),
+    };
+    let method = match reqwest::Method::from_bytes(http.method.as_str().as_bytes()) {
+        Ok(m) => m,
+        Err(e) => return done(Outcome::SpawnFailed(e.to_string()), tail),
+    };
+    let mut rb = client
+        .request(method, &http.url)
+        .header("X-Driftcron-Job", req.job.as_str())
+        .header("X-Driftcron-Run-Id", &req.run_id)
+        .header("X-Driftcron-Attempt", req.attempt.to_string());
+    for (k, v) in &http.headers {
+        rb = rb.header(k, v);
+    }
+    if let Some(body) = &http.body {
+        rb = rb.body(body.clone());
+    }
+    if let Some(t) = spec.timeout {
+        rb = rb.timeout(t);
+    }
+    let exchange = async {
+        let mut resp = rb.send().await?;
+        let status = resp.status();
+        tail.push(format!("HTTP {status}\n").as_bytes());
+        while let Some(chunk) = resp.chunk().await? {
+            tail.push(&chunk);
+        }
+        Ok::<_, reqwest::Error>(status)
+    };
+    let result = tokio::select! {
+        r = exchange => r,
+        _ = req.cancel.cancelled() => return done(Outcome::Cancelled, Tail::new(0)),
+    };
+    match result {
+        Ok(status) => {
+            let ok = match &http.expect_status {
+                ExpectStatus::Success => status.is_success(),
+                ExpectStatus::Codes(codes) => codes.contains(&status.as_u16()),
+            };
+            let outcome = if ok {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed {
+                    code: Some(i32::from(status.as_u16())),
+                    signal: None,
+                }
+            };
+            done(outcome, tail)
+        }
+        Err(e) if e.is_timeout() => done(Outcome::TimedOut, tail),
+        Err(e) => {
+            // Keep the whole error chain: "error sending request" alone
+            // does not say connection refused.
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg.push_str(&format!(": {s}"));
+                src = s.source();
+            }
+            tail.push(msg.as_bytes());
+            done(
+                Outcome::Failed {
+                    code: None,
+                    signal: None,
+                },
+                tail,
+            )
+        }
     }
 }
 
