@@ -600,3 +600,17 @@ async fn audit_finds_injected_leaks() {
     );
     assert!(h.sched.state().await.unwrap().counters.audit_violations >= 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn jitter_longer_than_the_period_is_not_a_misfire() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"* * * * * *\"\ncommand = [\"sim\", \"0s\"]\njitter = \"5s\"\n",
+    )])
+    .await;
+    wait(20).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.missed_misfire, 0, "{:?}", s.counters);
+    assert!(s.counters.started >= 14, "{:?}", s.counters);
+}

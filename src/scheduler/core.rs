@@ -450,9 +450,9 @@ impl Core {
     /// Pops every due timer and acts on it.
     fn fire_due(&mut self) {
         let now = self.clock.now();
-        while let Some((_, (id, kind))) = self.timers.pop_due(now) {
+        while let Some((deadline, (id, kind))) = self.timers.pop_due(now) {
             match kind {
-                TimerKind::Fire => self.on_fire(&id, now),
+                TimerKind::Fire => self.on_fire(&id, deadline, now),
                 TimerKind::Retry => {
                     let Some(job) = self.jobs.get_mut(&id) else {
                         continue;
@@ -474,7 +474,7 @@ impl Core {
 
     /// A job's timer fired: decide which due slots run (misfire policy),
     /// then re-arm it.
-    fn on_fire(&mut self, id: &JobId, now: DateTime<Utc>) {
+    fn on_fire(&mut self, id: &JobId, deadline: DateTime<Utc>, now: DateTime<Utc>) {
         let Some(job) = self.jobs.get(id) else {
             // Cannot happen while the index is consistent; if it does, the
             // next audit says so.
@@ -485,6 +485,9 @@ impl Core {
             return;
         };
         let Some(first) = job.next_fire else { return };
+        // The jitter this wake was armed with: a slot is due once its
+        // jittered time has passed, not its bare time.
+        let jitter = (deadline - first).max(TimeDelta::zero());
         let spec = job.spec.clone();
         let generation = job.generation;
         let threshold = TimeDelta::from_std(
@@ -502,7 +505,7 @@ impl Core {
         let mut slot = Some(first);
         let mut capped = false;
         while let Some(s) = slot {
-            if s > now {
+            if s + jitter > now {
                 break;
             }
             if total == MAX_SLOT_SCAN {
@@ -523,7 +526,7 @@ impl Core {
         }
         self.counters.fires += total as u64;
         let latest = *due.back().expect("total > 0");
-        let on_time = now - latest <= threshold && !capped;
+        let on_time = now - (latest + jitter) <= threshold && !capped;
         let run: Vec<DateTime<Utc>> = match spec.catch_up {
             CatchUp::None => on_time.then_some(latest).into_iter().collect(),
             CatchUp::Latest => vec![latest],
@@ -708,8 +711,10 @@ impl Core {
             return;
         };
         self.running -= 1;
+        // The executor killed what the run left in its group; remember the
+        // group only if something survived that, for the audit to chase.
         let pid = rec.pid.load(Ordering::SeqCst);
-        if pid != 0 {
+        if pid != 0 && group_alive(pid) {
             self.groups.insert(pid, exec_id);
         }
         let c = &mut self.counters;
@@ -918,6 +923,10 @@ impl Core {
                 orphaned_since: r.orphaned.map(|(t, _)| t),
             })
         };
+        let mut queued_global: HashMap<&JobId, usize> = HashMap::new();
+        for p in &self.global_queue {
+            *queued_global.entry(&p.job).or_default() += 1;
+        }
         let mut jobs: Vec<JobState> = self
             .jobs
             .iter()
@@ -930,7 +939,7 @@ impl Core {
                 overridden: j.enabled_override.is_some(),
                 next_fire: j.next_fire,
                 active: j.running.iter().filter_map(exec_state).collect(),
-                queued: j.queue.len() + self.global_queue.iter().filter(|p| &p.job == id).count(),
+                queued: j.queue.len() + queued_global.get(id).copied().unwrap_or(0),
                 recent: j.recent.iter().cloned().collect(),
             })
             .collect();
