@@ -499,6 +499,8 @@ async fn suspend_resume_and_trigger() {
     let j = s.job("j").unwrap();
     assert!(j.suspended && j.overridden);
     assert_eq!(h.sched.audit().await.unwrap().timer_entries, 0);
+    h.sched.resume(&id).await.unwrap();
+    h.sched.suspend(&id).await.unwrap();
     let run = h.sched.trigger(&id).await.unwrap();
     assert_eq!(run, "j@2026-06-01T00:01:01Z");
     wait(1).await;
@@ -613,4 +615,22 @@ async fn jitter_longer_than_the_period_is_not_a_misfire() {
     let s = h.sched.state().await.unwrap();
     assert_eq!(s.counters.missed_misfire, 0, "{:?}", s.counters);
     assert!(s.counters.started >= 14, "{:?}", s.counters);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_triggered_run_marks_the_job_overridden_while_it_runs() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"@daily\"\ncommand = [\"sim\", \"10s\"]\n",
+    )])
+    .await;
+    let id = JobId::parse("j").unwrap();
+    h.sched.trigger(&id).await.unwrap();
+    wait(1).await;
+    let s = h.sched.state().await.unwrap();
+    let j = s.job("j").unwrap();
+    assert!(j.overridden && j.active[0].manual);
+    wait(10).await;
+    assert!(!h.sched.state().await.unwrap().job("j").unwrap().overridden);
 }

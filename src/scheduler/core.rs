@@ -936,7 +936,11 @@ impl Core {
                 generation: j.generation,
                 enabled: j.spec.enabled,
                 suspended: !j.active(),
-                overridden: j.enabled_override.is_some(),
+                // Suspended/resumed against git, or running a manual trigger.
+                overridden: j.enabled_override.is_some()
+                    || j.running
+                        .iter()
+                        .any(|e| self.execs.get(e).is_some_and(|r| r.manual)),
                 next_fire: j.next_fire,
                 active: j.running.iter().filter_map(exec_state).collect(),
                 queued: j.queue.len() + queued_global.get(id).copied().unwrap_or(0),

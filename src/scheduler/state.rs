@@ -92,8 +92,8 @@ pub struct JobState {
     pub enabled: bool,
     /// Suspended at run time (API), whatever git says.
     pub suspended: bool,
-    /// The run-time state differs from git (suspended or resumed through
-    /// the API).
+    /// The run-time state differs from git: suspended or resumed through
+    /// the API, or running a manually triggered execution.
     pub overridden: bool,
     /// Next slot (before jitter).
     pub next_fire: Option<DateTime<Utc>>,
