@@ -971,7 +971,19 @@ impl Core {
         for r in self.execs.values() {
             let grace = TimeDelta::from_std(r.kill_grace).unwrap_or(TimeDelta::zero());
             let reason = match (r.orphaned, r.timeout) {
-                (Some((since, why)), _) if now - since > grace => Some(why),
+                // A drained run is unwanted once its grace is over; a
+                // cancelled one gets the slack that SIGKILL and reaping take.
+                (Some((since, why)), _)
+                    if now - since
+                        > grace
+                            + if r.cancelling_since.is_some() {
+                                slack
+                            } else {
+                                TimeDelta::zero()
+                            } =>
+                {
+                    Some(why)
+                }
                 (_, Some(t))
                     if now - r.started
                         > TimeDelta::from_std(t).unwrap_or(TimeDelta::MAX) + grace + slack =>

@@ -173,9 +173,40 @@ pub fn signal_group(pgid: u32, sig: i32) -> bool {
     unsafe { libc::killpg(pgid as libc::pid_t, sig) == 0 }
 }
 
-/// Whether any process of group `pgid` is alive.
+/// Whether any process of group `pgid` is alive. Zombies do not count:
+/// they are dead and only wait to be reaped (by init, which in a container
+/// may never happen), so counting them would report leaks that are not.
 pub fn group_alive(pgid: u32) -> bool {
-    signal_group(pgid, 0)
+    if !signal_group(pgid, 0) {
+        return false;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces and
+        // parentheses): state, ppid, pgrp, ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<u32>().ok());
+        if pgrp == Some(pgid) && state != "Z" && state != "X" {
+            return true;
+        }
+    }
+    false
 }
 
 /// Runs the execution to its end. Never panics on the job's behaviour.
@@ -367,8 +398,13 @@ async fn run_process(mut cmd: Command, req: &ExecRequest) -> ExecResult {
         }
     }
     let (ending, killed) = ended.unwrap_or((Ending::Cancelled, false));
-    // Reap what the leader left behind in its group.
-    let stragglers_killed = signal_group(pgid, libc::SIGKILL);
+    // Kill what the leader left behind in its group. Counted only when the
+    // leader ended on its own: after a group kill, the stragglers are
+    // merely still dying.
+    let stragglers_killed = matches!(ending, Ending::Exited(_))
+        && group_alive(pgid)
+        && signal_group(pgid, libc::SIGKILL);
+    signal_group(pgid, libc::SIGKILL);
     let outcome = match ending {
         Ending::TimedOut => Outcome::TimedOut,
         Ending::Cancelled => Outcome::Cancelled,
