@@ -42,6 +42,133 @@ pub struct Plan {
     pub unchanged: Vec<JobId>,
 }
 
+/// One field that differs between two versions of a job. Values are shown
+/// as a user would write them; `None` means the field is absent (a map
+/// entry added or removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+/// A job flattened into `(field, value)` pairs, in schema order, for
+/// field-level diffs. Maps contribute one pair per key (`env.LOG_LEVEL`).
+pub fn fields(spec: &JobSpec) -> Vec<(String, String)> {
+    use crate::spec::job::{CatchUp, Concurrency, Executor, ExpectStatus, JitterMode, OnRemove};
+    use crate::spec::units::{format_duration, format_size};
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut push = |k: &str, v: String| out.push((k.to_string(), v));
+    let q = |s: &str| format!("{s:?}");
+    if let Some(d) = &spec.description {
+        push("description", q(d));
+    }
+    for (k, v) in &spec.labels {
+        push(&format!("labels.{k}"), q(v));
+    }
+    push("enabled", spec.enabled.to_string());
+    push("schedule", q(&spec.schedule_text));
+    push("timezone", q(spec.schedule.tz.name()));
+    push("dst.gap", q(&spec.schedule.dst.gap.to_string()));
+    push("dst.fold", q(&spec.schedule.dst.fold.to_string()));
+    match &spec.executor {
+        Executor::Exec { argv } => push("command", format!("{argv:?}")),
+        Executor::Shell { script } => push("shell", q(script)),
+        Executor::Http(h) => {
+            push("http.url", q(&h.url));
+            push("http.method", q(h.method.as_str()));
+            for (k, v) in &h.headers {
+                push(&format!("http.headers.{k}"), q(v));
+            }
+            if let Some(b) = &h.body {
+                push("http.body", q(b));
+            }
+            push(
+                "http.expect_status",
+                match &h.expect_status {
+                    ExpectStatus::Success => "2xx".to_string(),
+                    ExpectStatus::Codes(c) => format!("{c:?}"),
+                },
+            );
+            push("http.tls_verify", h.tls_verify.to_string());
+        }
+    }
+    for (k, v) in &spec.env {
+        push(&format!("env.{k}"), q(v));
+    }
+    if let Some(w) = &spec.workdir {
+        push("workdir", q(w));
+    }
+    push(
+        "timeout",
+        spec.timeout.map_or(q("none"), |t| q(&format_duration(t))),
+    );
+    push("kill_grace", q(&format_duration(spec.kill_grace)));
+    push("max_output", q(&format_size(spec.max_output)));
+    push("concurrency", q(spec.concurrency.name()));
+    match spec.concurrency {
+        Concurrency::Allow { max_instances } => push("max_instances", max_instances.to_string()),
+        Concurrency::Queue { depth } => push("queue_depth", depth.to_string()),
+        _ => {}
+    }
+    if !spec.jitter.max.is_zero() {
+        push("jitter", q(&format_duration(spec.jitter.max)));
+        let mode = match spec.jitter.mode {
+            JitterMode::Stable => "stable",
+            JitterMode::Random => "random",
+        };
+        push("jitter_mode", q(mode));
+    }
+    if let Some(d) = spec.starting_deadline {
+        push("starting_deadline", q(&format_duration(d)));
+    }
+    push("catch_up", q(spec.catch_up.name()));
+    if let CatchUp::All { max } = spec.catch_up {
+        push("max_catch_up", max.to_string());
+    }
+    push("retries", spec.retry.retries.to_string());
+    if spec.retry.retries > 0 {
+        push("retry_backoff", q(&format_duration(spec.retry.backoff)));
+        push("retry_max_delay", q(&format_duration(spec.retry.max_delay)));
+    }
+    let on_remove = match spec.on_remove {
+        OnRemove::Drain => "drain",
+        OnRemove::Cancel => "cancel",
+    };
+    push("on_remove", q(on_remove));
+    out
+}
+
+/// The fields that differ between two versions of a job, in schema order.
+pub fn field_changes(old: &JobSpec, new: &JobSpec) -> Vec<FieldChange> {
+    let old_fields = fields(old);
+    let new_fields = fields(new);
+    let old_map: BTreeMap<&str, &str> = old_fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let new_map: BTreeMap<&str, &str> = new_fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (k, _) in old_fields.iter().chain(new_fields.iter()) {
+        if !seen.insert(k.as_str()) {
+            continue;
+        }
+        let (o, n) = (old_map.get(k.as_str()), new_map.get(k.as_str()));
+        if o != n {
+            out.push(FieldChange {
+                field: k.clone(),
+                old: o.map(|s| s.to_string()),
+                new: n.map(|s| s.to_string()),
+            });
+        }
+    }
+    out
+}
+
 impl Plan {
     /// Whether applying it would change nothing.
     pub fn is_empty(&self) -> bool {
@@ -65,4 +192,107 @@ pub fn diff(desired: &BTreeMap<JobId, JobSpec>, running: &BTreeMap<JobId, u64>) 
         .cloned()
         .collect();
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Snapshot, SourceFile};
+    use crate::spec::{LoadOptions, load};
+
+    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
+        let snapshot = Snapshot {
+            revision: "r".into(),
+            files: files
+                .iter()
+                .map(|(p, t)| SourceFile {
+                    path: p.to_string(),
+                    bytes: t.as_bytes().to_vec(),
+                })
+                .collect(),
+            problems: vec![],
+        };
+        let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        let l = load(
+            &snapshot,
+            &LoadOptions {
+                now,
+                max_jobs: None,
+            },
+        );
+        assert!(l.is_valid(), "{:?}", l.diagnostics);
+        l.desired.jobs
+    }
+
+    #[test]
+    fn diff_sorts_jobs_into_create_update_delete_unchanged() {
+        let old = specs(&[
+            ("a.toml", "schedule = \"@daily\"\ncommand = [\"true\"]\n"),
+            ("b.toml", "schedule = \"@daily\"\ncommand = [\"true\"]\n"),
+            ("c.toml", "schedule = \"@daily\"\ncommand = [\"true\"]\n"),
+        ]);
+        let running: BTreeMap<JobId, u64> = old
+            .iter()
+            .map(|(k, v)| (k.clone(), spec_digest(v)))
+            .collect();
+        let new = specs(&[
+            ("a.toml", "schedule = \"@daily\"\ncommand = [\"true\"]\n"),
+            ("b.toml", "schedule = \"@hourly\"\ncommand = [\"true\"]\n"),
+            ("d.toml", "schedule = \"@daily\"\ncommand = [\"true\"]\n"),
+        ]);
+        let plan = diff(&new, &running);
+        let ids = |v: &[Arc<JobSpec>]| v.iter().map(|s| s.id.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&plan.create), ["d"]);
+        assert_eq!(ids(&plan.update), ["b"]);
+        assert_eq!(
+            plan.delete
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>(),
+            ["c"]
+        );
+        assert_eq!(
+            plan.unchanged
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert!(
+            diff(
+                &new,
+                &new.iter()
+                    .map(|(k, v)| (k.clone(), spec_digest(v)))
+                    .collect()
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn field_changes_name_each_field() {
+        let old = specs(&[(
+            "j.toml",
+            "schedule = \"@daily\"\ncommand = [\"true\"]\nenv = { A = \"1\", B = \"2\" }\n",
+        )]);
+        let new = specs(&[(
+            "j.toml",
+            "schedule = \"0 3 * * *\"\ncommand = [\"true\"]\nenv = { A = \"1\", C = \"3\" }\ntimeout = \"5m\"\n",
+        )]);
+        let (o, n) = (old.values().next().unwrap(), new.values().next().unwrap());
+        let changes: Vec<(String, Option<String>, Option<String>)> = field_changes(o, n)
+            .into_iter()
+            .map(|c| (c.field, c.old, c.new))
+            .collect();
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            changes,
+            [
+                ("schedule".into(), s("\"@daily\""), s("\"0 3 * * *\"")),
+                ("env.B".into(), s("\"2\""), None),
+                ("timeout".into(), s("\"1h\""), s("\"5m\"")),
+                ("env.C".into(), None, s("\"3\"")),
+            ]
+        );
+    }
 }
