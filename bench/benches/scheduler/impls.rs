@@ -1,0 +1,294 @@
+//! The four implementations under test, each set up with N jobs that fire
+//! every second and record each fire in [`measure`].
+
+use std::any::Any;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use apalis::prelude::{Event, Monitor, WorkerBuilder};
+use apalis_cron::{CronScheduler, Tick};
+use chrono::{DateTime, Utc};
+use driftcron::scheduler::{
+    ExecRequest, ExecResult, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock,
+};
+use driftcron::snapshot::{Snapshot, SourceFile};
+use driftcron::spec::{self, LoadOptions};
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::measure::{self, US_PER_S, now_us};
+
+/// Every second, on the second (6 fields, seconds first).
+pub const EVERY_SECOND: &str = "* * * * * *";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impl {
+    Heap,
+    Driftcron,
+    TokioCron,
+    Apalis,
+}
+
+impl Impl {
+    pub const ALL: [Impl; 4] = [Impl::Heap, Impl::Driftcron, Impl::TokioCron, Impl::Apalis];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::Heap => "bare-heap",
+            Impl::Driftcron => "driftcron",
+            Impl::TokioCron => "tokio-cron-scheduler",
+            Impl::Apalis => "apalis-cron",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Impl> {
+        match s {
+            "heap" | "bare-heap" => Some(Impl::Heap),
+            "driftcron" => Some(Impl::Driftcron),
+            "tokio-cron-scheduler" | "tcs" | "tokio-cron" => Some(Impl::TokioCron),
+            "apalis-cron" | "apalis" => Some(Impl::Apalis),
+            _ => None,
+        }
+    }
+
+    /// Whether callbacks learn their intended slot (else lateness is
+    /// counted against the k-th second of the window).
+    pub fn knows_slot(self) -> bool {
+        self != Impl::TokioCron
+    }
+}
+
+/// Whatever must stay alive for the jobs to keep firing.
+pub type Keep = Box<dyn Any + Send>;
+
+/// Sets up `n` every-second jobs and returns once all are scheduled.
+pub async fn setup(imp: Impl, n: usize) -> Result<Keep, String> {
+    Ok(match imp {
+        Impl::Heap => Box::new(heap(n)),
+        Impl::Driftcron => Box::new(driftcron(n, EVERY_SECOND).await?),
+        Impl::TokioCron => Box::new(tokio_cron(n).await?),
+        Impl::Apalis => Box::new(apalis(n).await?),
+    })
+}
+
+/// Anything the implementation reported that the figures do not show.
+pub fn note(imp: Impl) -> Option<String> {
+    match imp {
+        Impl::Apalis if APALIS_ERRORS.load(Relaxed) > 0 => {
+            Some(format!("{} worker errors", APALIS_ERRORS.load(Relaxed)))
+        }
+        _ => None,
+    }
+}
+
+// --- driftcron ---------------------------------------------------------
+
+/// One job file: every job has its own description and labels, so the
+/// specs are distinct the way a real repository's are.
+fn job_toml(i: usize, schedule: &str) -> String {
+    format!(
+        "description = \"Bench job {i}: sweeps shard {shard} for team {team}.\"\n\
+         schedule = \"{schedule}\"\n\
+         command = [\"noop\"]\n\
+         labels = {{ team = \"team-{team}\", shard = \"s{shard}\", job = \"j{i}\" }}\n",
+        shard = i % 97,
+        team = i % 13,
+    )
+}
+
+/// The no-op runner: records the fire against its exact slot and succeeds.
+struct NoopRunner;
+
+impl Runner for NoopRunner {
+    fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+        let slot = req.scheduled_at.timestamp_micros();
+        Box::pin(async move {
+            measure::record_slot(slot, now_us());
+            ExecResult {
+                outcome: Outcome::Succeeded,
+                output: vec![],
+                output_dropped: 0,
+                killed: false,
+                stragglers_killed: false,
+                finished: Utc::now(),
+            }
+        })
+    }
+}
+
+/// Loads `n` job files through driftcron's own loader, diffs them against
+/// an empty scheduler and applies the plan.
+pub async fn driftcron(n: usize, schedule: &str) -> Result<Scheduler, String> {
+    let mut files: Vec<SourceFile> = (0..n)
+        .map(|i| SourceFile {
+            path: format!("bench/j{i}.toml"),
+            bytes: job_toml(i, schedule).into_bytes(),
+        })
+        .collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let snapshot = Snapshot {
+        revision: "bench".into(),
+        files,
+        problems: vec![],
+    };
+    let loaded = spec::load(
+        &snapshot,
+        &LoadOptions {
+            now: Utc::now(),
+            max_jobs: Some(n),
+        },
+    );
+    drop(snapshot);
+    if !loaded.is_valid() {
+        let first: Vec<String> = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .take(3)
+            .map(|d| format!("{d:?}"))
+            .collect();
+        return Err(format!(
+            "driftcron rejected the specs: {}",
+            first.join("; ")
+        ));
+    }
+    if loaded.desired.jobs.len() != n {
+        return Err(format!(
+            "driftcron loaded {} jobs, not {n}",
+            loaded.desired.jobs.len()
+        ));
+    }
+    let plan = driftcron::plan::diff(&loaded.desired.jobs, &BTreeMap::new());
+    drop(loaded);
+    let config = SchedulerConfig {
+        max_running: n as u32,
+        max_queued: n as u32,
+        ..SchedulerConfig::default()
+    };
+    let sched = Scheduler::start_with_runner(config, Arc::new(SystemClock), Arc::new(NoopRunner));
+    let report = sched
+        .apply(plan, "bench")
+        .await
+        .map_err(|e| format!("apply: {e}"))?;
+    if report.created != n {
+        return Err(format!("apply created {} jobs, not {n}", report.created));
+    }
+    Ok(sched)
+}
+
+// --- tokio-cron-scheduler ----------------------------------------------
+
+async fn tokio_cron(n: usize) -> Result<JobScheduler, String> {
+    let sched = JobScheduler::new()
+        .await
+        .map_err(|e| format!("JobScheduler::new: {e:?}"))?;
+    for i in 0..n {
+        let job = Job::new_async(EVERY_SECOND, move |_id, _sched| {
+            Box::pin(async move { measure::record_nth(i, now_us()) })
+        })
+        .map_err(|e| format!("Job::new_async: {e:?}"))?;
+        sched
+            .add(job)
+            .await
+            .map_err(|e| format!("JobScheduler::add: {e:?}"))?;
+    }
+    sched
+        .start()
+        .await
+        .map_err(|e| format!("JobScheduler::start: {e:?}"))?;
+    Ok(sched)
+}
+
+// --- apalis-cron -------------------------------------------------------
+
+static APALIS_STARTED: AtomicUsize = AtomicUsize::new(0);
+static APALIS_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+async fn on_tick(tick: Tick) {
+    measure::record_slot(tick.get_timestamp() as i64 * US_PER_S, now_us());
+}
+
+/// One cron worker per job, all run by one `Monitor` (apalis' way to run
+/// several workers). Setup ends when every worker has started.
+async fn apalis(n: usize) -> Result<tokio::task::JoinHandle<()>, String> {
+    let schedule =
+        cron::Schedule::from_str(EVERY_SECOND).map_err(|e| format!("cron schedule: {e}"))?;
+    let mut monitor = Monitor::new().on_event(|_, ev| match ev {
+        Event::Start => {
+            APALIS_STARTED.fetch_add(1, Relaxed);
+        }
+        Event::Error(_) => {
+            APALIS_ERRORS.fetch_add(1, Relaxed);
+        }
+        _ => {}
+    });
+    for i in 0..n {
+        let schedule = schedule.clone();
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(format!("bench-cron-{i}"))
+                .backend(CronScheduler::new(schedule.clone()))
+                .build(on_tick)
+        });
+    }
+    let task = tokio::spawn(async move {
+        let _ = monitor.run().await;
+    });
+    while APALIS_STARTED.load(Relaxed) < n {
+        if task.is_finished() {
+            return Err("apalis monitor exited during setup".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(task)
+}
+
+// --- bare heap ---------------------------------------------------------
+
+/// The baseline: one task, one min-heap of `(next fire, job)`, one shared
+/// parsed schedule. It sleeps until the earliest entry, pops everything
+/// due, records it and pushes each job's next fire.
+fn heap(n: usize) -> tokio::task::JoinHandle<()> {
+    let schedule = cron::Schedule::from_str(EVERY_SECOND).expect("valid cron");
+    let next_after = move |t_us: i64| -> i64 {
+        let t = DateTime::<Utc>::from_timestamp_micros(t_us).expect("in range");
+        schedule
+            .after(&t)
+            .next()
+            .expect("every second has a next")
+            .timestamp_micros()
+    };
+    let first = next_after(now_us());
+    let mut heap: BinaryHeap<Reverse<(i64, u32)>> =
+        (0..n as u32).map(|j| Reverse((first, j))).collect();
+    tokio::spawn(async move {
+        // Every job shares the schedule, so one lookup serves a whole slot.
+        let mut memo = (i64::MIN, i64::MIN);
+        loop {
+            let Some(&Reverse((at, _))) = heap.peek() else {
+                return;
+            };
+            let wait = at - now_us();
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+                continue;
+            }
+            while let Some(&Reverse((at, job))) = heap.peek() {
+                let now = now_us();
+                if at > now {
+                    break;
+                }
+                heap.pop();
+                measure::record_slot(at, now);
+                if memo.0 != at {
+                    memo = (at, next_after(at));
+                }
+                heap.push(Reverse((memo.1, job)));
+            }
+        }
+    })
+}
