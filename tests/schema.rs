@@ -3,7 +3,6 @@
 //! its errors and warnings, `_defaults.toml` cascading, job ids, settings
 //! and one-pass reporting.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -172,11 +171,8 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn map(pairs: &[(&str, &str)]) -> driftcron::spec::job::StrMap {
+    pairs.iter().copied().collect()
 }
 
 fn http(spec: &JobSpec) -> &HttpSpec {

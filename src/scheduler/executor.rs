@@ -152,7 +152,12 @@ fn job_env(req: &ExecRequest) -> Vec<(String, String)> {
             env.push((key.to_string(), v));
         }
     }
-    env.extend(req.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.extend(
+        req.spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
     env.push(("DRIFTCRON_JOB".into(), req.job.to_string()));
     env.push(("DRIFTCRON_RUN_ID".into(), req.run_id.clone()));
     env.push((
