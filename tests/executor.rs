@@ -172,7 +172,7 @@ async fn run_direct(spec: JobSpec) -> (ExecResult, u32, Duration) {
     let pid = Arc::new(AtomicU32::new(0));
     let req = ExecRequest {
         job: spec.id.clone(),
-        run_id: format!("{}@2026-01-01T00:00:00Z", spec.id),
+        run_id: format!("{}@2026-01-01T00:00:00Z", spec.id).into(),
         scheduled_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         attempt: 1,
         revision: "rev1".into(),

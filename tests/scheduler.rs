@@ -38,7 +38,7 @@ impl Runner for SimRunner {
     fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
         let clock = self.clock.clone();
         self.starts.lock().unwrap().push(Start {
-            run_id: req.run_id.clone(),
+            run_id: req.run_id.to_string(),
             attempt: req.attempt,
             at: clock.now(),
         });

@@ -4,6 +4,8 @@
 //! writers and every task it starts is in its `JoinSet`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+use super::fxhash::FxHashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -116,7 +118,19 @@ struct JobEntry {
     queue: VecDeque<Pending>,
     /// The slot and attempt of a pending retry.
     retry: Option<(DateTime<Utc>, u32)>,
-    recent: VecDeque<OutcomeRecord>,
+    recent: VecDeque<Finished>,
+}
+
+/// A finished run as kept in a job's ring: plain data, no strings (the run
+/// id is rebuilt from the job id and slot when a snapshot is taken).
+#[derive(Debug, Clone, Copy)]
+struct Finished {
+    slot: DateTime<Utc>,
+    attempt: u32,
+    outcome: &'static str,
+    exit_code: Option<i32>,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
 }
 
 impl JobEntry {
@@ -129,7 +143,7 @@ impl JobEntry {
 struct ExecRecord {
     job: JobId,
     generation: u64,
-    run_id: String,
+    run_id: Arc<str>,
     attempt: u32,
     slot: DateTime<Utc>,
     started: DateTime<Utc>,
@@ -149,17 +163,17 @@ pub struct Core {
     runner: Arc<dyn Runner>,
     rx: mpsc::Receiver<Command>,
     root: CancellationToken,
-    jobs: HashMap<JobId, JobEntry>,
+    jobs: FxHashMap<JobId, JobEntry>,
     timers: TimerIndex<TimerKey>,
-    execs: HashMap<u64, ExecRecord>,
+    execs: FxHashMap<u64, ExecRecord>,
     tasks: JoinSet<(u64, ExecResult)>,
-    task_exec: HashMap<TaskId, u64>,
+    task_exec: FxHashMap<TaskId, u64>,
     /// Process groups started and not yet seen dead.
-    groups: HashMap<u32, u64>,
+    groups: FxHashMap<u32, u64>,
     global_queue: VecDeque<Pending>,
     running: usize,
     next_exec: u64,
-    revision: Option<String>,
+    revision: Option<Arc<str>>,
     counters: Counters,
     last_audit: AuditReport,
     /// Violations seen between audits (reported by the next one).
@@ -181,12 +195,12 @@ impl Core {
             runner,
             rx,
             root: CancellationToken::new(),
-            jobs: HashMap::new(),
+            jobs: FxHashMap::default(),
             timers: TimerIndex::default(),
-            execs: HashMap::new(),
+            execs: FxHashMap::default(),
             tasks: JoinSet::new(),
-            task_exec: HashMap::new(),
-            groups: HashMap::new(),
+            task_exec: FxHashMap::default(),
+            groups: FxHashMap::default(),
             global_queue: VecDeque::new(),
             running: 0,
             next_exec: 1,
@@ -379,7 +393,7 @@ impl Core {
                 .is_some_and(|j| j.generation == p.generation)
         });
         self.counters.dropped_on_change += (before - self.global_queue.len()) as u64;
-        self.revision = Some(revision);
+        self.revision = Some(Arc::from(revision));
         report
     }
 
@@ -642,7 +656,7 @@ impl Core {
         let exec_id = self.next_exec;
         self.next_exec += 1;
         let spec = job.spec.clone();
-        let run_id = run_id(&p.job, p.slot);
+        let run_id: Arc<str> = Arc::from(run_id(&p.job, p.slot));
         let cancel = self.root.child_token();
         let pid = Arc::new(AtomicU32::new(0));
         let grace_ms = Arc::new(AtomicU64::new(spec.kill_grace.as_millis() as u64));
@@ -651,7 +665,7 @@ impl Core {
             run_id: run_id.clone(),
             scheduled_at: p.slot,
             attempt: p.attempt,
-            revision: self.revision.clone().unwrap_or_default(),
+            revision: self.revision.clone().unwrap_or_else(|| Arc::from("")),
             spec: spec.clone(),
             cancel: cancel.clone(),
             pid: pid.clone(),
@@ -738,10 +752,10 @@ impl Core {
             if job.recent.len() == OUTCOME_RING {
                 job.recent.pop_front();
             }
-            job.recent.push_back(OutcomeRecord {
-                run_id: rec.run_id.clone(),
+            job.recent.push_back(Finished {
+                slot: rec.slot,
                 attempt: rec.attempt,
-                outcome: result.outcome.name().to_string(),
+                outcome: result.outcome.name(),
                 exit_code: match result.outcome {
                     Outcome::Failed { code, .. } => code,
                     Outcome::Succeeded => Some(0),
@@ -907,7 +921,7 @@ impl Core {
         let exec_state = |id: &u64| {
             let r = self.execs.get(id)?;
             Some(ExecutionState {
-                run_id: r.run_id.clone(),
+                run_id: r.run_id.to_string(),
                 job: r.job.to_string(),
                 pid: r.pid.load(Ordering::SeqCst),
                 attempt: r.attempt,
@@ -944,13 +958,24 @@ impl Core {
                 next_fire: j.next_fire,
                 active: j.running.iter().filter_map(exec_state).collect(),
                 queued: j.queue.len() + queued_global.get(id).copied().unwrap_or(0),
-                recent: j.recent.iter().cloned().collect(),
+                recent: j
+                    .recent
+                    .iter()
+                    .map(|f| OutcomeRecord {
+                        run_id: run_id(id, f.slot),
+                        attempt: f.attempt,
+                        outcome: f.outcome.to_string(),
+                        exit_code: f.exit_code,
+                        started: f.started,
+                        finished: f.finished,
+                    })
+                    .collect(),
             })
             .collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         RunningState {
             now,
-            revision: self.revision.clone(),
+            revision: self.revision.as_deref().map(str::to_string),
             jobs,
             running: self.running,
             max_running: self.config.max_running,
@@ -996,7 +1021,7 @@ impl Core {
                 out.push(LeakedTask {
                     reason,
                     job: r.job.to_string(),
-                    run_id: Some(r.run_id.clone()),
+                    run_id: Some(r.run_id.to_string()),
                     pid: r.pid.load(Ordering::SeqCst),
                     started: Some(r.started),
                     age_secs: (now - r.started).num_seconds(),
@@ -1076,7 +1101,7 @@ impl Core {
         // Phase 3: whatever is left is killed and its task aborted.
         for rec in self.execs.values() {
             signal_group(rec.pid.load(Ordering::SeqCst), libc::SIGKILL);
-            report.abandoned.push(rec.run_id.clone());
+            report.abandoned.push(rec.run_id.to_string());
         }
         self.tasks.shutdown().await;
         self.execs.clear();
@@ -1097,7 +1122,7 @@ impl Core {
             Ok((_, (exec, _))) => self
                 .execs
                 .get(exec)
-                .map(|r| r.run_id.clone())
+                .map(|r| r.run_id.to_string())
                 .unwrap_or_default(),
             Err(_) => String::new(),
         }

@@ -37,10 +37,10 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// a job is plain data.
 pub struct ExecRequest {
     pub job: JobId,
-    pub run_id: String,
+    pub run_id: Arc<str>,
     pub scheduled_at: DateTime<Utc>,
     pub attempt: u32,
-    pub revision: String,
+    pub revision: Arc<str>,
     pub spec: Arc<JobSpec>,
     pub cancel: CancellationToken,
     /// Published once the child is spawned (0 before), so the scheduler can
@@ -159,13 +159,13 @@ fn job_env(req: &ExecRequest) -> Vec<(String, String)> {
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     env.push(("DRIFTCRON_JOB".into(), req.job.to_string()));
-    env.push(("DRIFTCRON_RUN_ID".into(), req.run_id.clone()));
+    env.push(("DRIFTCRON_RUN_ID".into(), req.run_id.to_string()));
     env.push((
         "DRIFTCRON_SCHEDULED_AT".into(),
         req.scheduled_at.to_rfc3339_opts(SecondsFormat::Secs, true),
     ));
     env.push(("DRIFTCRON_ATTEMPT".into(), req.attempt.to_string()));
-    env.push(("DRIFTCRON_REVISION".into(), req.revision.clone()));
+    env.push(("DRIFTCRON_REVISION".into(), req.revision.to_string()));
     env
 }
 
@@ -277,7 +277,7 @@ async fn run_http(http: &HttpSpec, req: &ExecRequest) -> ExecResult {
     let mut rb = client
         .request(method, &http.url)
         .header("X-Driftcron-Job", req.job.as_str())
-        .header("X-Driftcron-Run-Id", &req.run_id)
+        .header("X-Driftcron-Run-Id", &*req.run_id)
         .header("X-Driftcron-Attempt", req.attempt.to_string());
     for (k, v) in &http.headers {
         rb = rb.header(k, v);

@@ -14,6 +14,7 @@
 pub mod clock;
 mod core;
 pub mod executor;
+mod fxhash;
 pub mod state;
 pub mod timers;
 

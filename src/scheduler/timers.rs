@@ -1,65 +1,76 @@
 //! The one timer structure: every pending deadline of every job, earliest
 //! first, keyed so that re-keying replaces the old entry.
 //!
-//! An ordered set of `(deadline, key)` plus a map `key → deadline`: O(log n)
-//! insert, remove and re-key, and no stale entry can survive a change
-//! because every insert removes the key's previous entry first.
+//! An ordered map `(deadline, sequence) → key` plus a map `key → (deadline,
+//! sequence)`: O(log n) insert, remove and re-key, and no stale entry can
+//! survive a change because every insert removes the key's previous entry
+//! first. The sequence number breaks ties in insertion order, so the
+//! ordered side compares integers only (a hundred thousand jobs due on the
+//! same second would otherwise compare their ids on every operation).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use chrono::{DateTime, Utc};
 
+use super::fxhash::FxHashMap;
+
+type Slot = (DateTime<Utc>, u64);
+
 /// Deadlines keyed by `K`.
 #[derive(Debug)]
-pub struct TimerIndex<K: Ord + Hash + Clone> {
-    order: BTreeSet<(DateTime<Utc>, K)>,
-    by_key: HashMap<K, DateTime<Utc>>,
+pub struct TimerIndex<K: Hash + Eq + Clone> {
+    order: BTreeMap<Slot, K>,
+    by_key: FxHashMap<K, Slot>,
+    seq: u64,
 }
 
-impl<K: Ord + Hash + Clone> Default for TimerIndex<K> {
+impl<K: Hash + Eq + Clone> Default for TimerIndex<K> {
     fn default() -> Self {
         TimerIndex {
-            order: BTreeSet::new(),
-            by_key: HashMap::new(),
+            order: BTreeMap::new(),
+            by_key: FxHashMap::default(),
+            seq: 0,
         }
     }
 }
 
-impl<K: Ord + Hash + Clone> TimerIndex<K> {
+impl<K: Hash + Eq + Clone> TimerIndex<K> {
     /// Sets (or moves) the deadline of `key`.
     pub fn set(&mut self, key: K, at: DateTime<Utc>) {
-        if let Some(old) = self.by_key.insert(key.clone(), at) {
-            self.order.remove(&(old, key.clone()));
+        self.seq += 1;
+        let slot = (at, self.seq);
+        if let Some(old) = self.by_key.insert(key.clone(), slot) {
+            self.order.remove(&old);
         }
-        self.order.insert((at, key));
+        self.order.insert(slot, key);
     }
 
     /// Removes `key`'s deadline; returns it if there was one.
     pub fn remove(&mut self, key: &K) -> Option<DateTime<Utc>> {
-        let at = self.by_key.remove(key)?;
-        self.order.remove(&(at, key.clone()));
-        Some(at)
+        let slot = self.by_key.remove(key)?;
+        self.order.remove(&slot);
+        Some(slot.0)
     }
 
     /// The earliest deadline.
     pub fn peek(&self) -> Option<(DateTime<Utc>, &K)> {
-        self.order.first().map(|(t, k)| (*t, k))
+        self.order.first_key_value().map(|((t, _), k)| (*t, k))
     }
 
     /// Removes and returns the earliest entry if it is due at `now`.
     pub fn pop_due(&mut self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, K)> {
-        let (at, _) = self.order.first()?;
+        let ((at, _), _) = self.order.first_key_value()?;
         if *at > now {
             return None;
         }
-        let (at, key) = self.order.pop_first()?;
+        let ((at, _), key) = self.order.pop_first()?;
         self.by_key.remove(&key);
         Some((at, key))
     }
 
     pub fn get(&self, key: &K) -> Option<DateTime<Utc>> {
-        self.by_key.get(key).copied()
+        self.by_key.get(key).map(|s| s.0)
     }
 
     pub fn len(&self) -> usize {
@@ -94,7 +105,8 @@ impl<K: Ord + Hash + Clone> TimerIndex<K> {
     /// Test hook: inserts into the ordered half only, as a buggy heap update
     /// would, so the audit has something to find.
     pub fn inject_stale(&mut self, key: K, at: DateTime<Utc>) {
-        self.order.insert((at, key));
+        self.seq += 1;
+        self.order.insert((at, self.seq), key);
     }
 }
 
