@@ -26,12 +26,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use driftcron::plan::{Plan, diff};
-use driftcron::scheduler::executor::{self, ExecRequest, ExecResult, Outcome};
+use driftcron::scheduler::executor::{self, ExecRequest, ExecResult, ExecShared, Outcome};
 use driftcron::scheduler::state::{LeakReason, RunningState};
 use driftcron::scheduler::{Fault, Scheduler, SchedulerConfig, SchedulerError, SystemClock};
 use driftcron::snapshot::{Snapshot, SourceFile};
@@ -169,21 +169,20 @@ async fn wait_state(
 /// Runs `spec` directly through the executor. Returns the result, the
 /// child's pid (its process group) and how long it took.
 async fn run_direct(spec: JobSpec) -> (ExecResult, u32, Duration) {
-    let pid = Arc::new(AtomicU32::new(0));
+    let shared = ExecShared::new(spec.kill_grace);
     let req = ExecRequest {
         job: spec.id.clone(),
         run_id: format!("{}@2026-01-01T00:00:00Z", spec.id).into(),
         scheduled_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         attempt: 1,
         revision: "rev1".into(),
-        grace_ms: Arc::new(AtomicU64::new(spec.kill_grace.as_millis() as u64)),
+        shared: shared.clone(),
         spec: Arc::new(spec),
         cancel: CancellationToken::new(),
-        pid: pid.clone(),
     };
     let t0 = Instant::now();
     let result = executor::run(req).await;
-    (result, pid.load(Ordering::SeqCst), t0.elapsed())
+    (result, shared.pid.load(Ordering::SeqCst), t0.elapsed())
 }
 
 fn path_str(p: &Path) -> &str {

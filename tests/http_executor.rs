@@ -1,12 +1,11 @@
 //! The HTTP executor against a real HTTP server on loopback.
 
-use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
 use driftcron::scheduler::Outcome;
-use driftcron::scheduler::executor::{ExecRequest, run};
+use driftcron::scheduler::executor::{ExecRequest, ExecShared, run};
 use driftcron::snapshot::{Snapshot, SourceFile};
 use driftcron::spec::{LoadOptions, load};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -109,8 +108,7 @@ fn request(toml: &str) -> (ExecRequest, CancellationToken) {
         revision: "r".into(),
         spec,
         cancel: cancel.clone(),
-        pid: Arc::new(AtomicU32::new(0)),
-        grace_ms: Arc::new(AtomicU64::new(1000)),
+        shared: ExecShared::new(Duration::from_millis(1000)),
     };
     (req, cancel)
 }

@@ -47,6 +47,9 @@ impl Runner for SimRunner {
                 driftcron::spec::job::Executor::Exec { argv } => argv.clone(),
                 _ => vec![],
             };
+            if argv.get(1).is_some_and(|a| a == "panic") {
+                panic!("runner bug");
+            }
             let dur = humantime::parse_duration(argv.get(1).map_or("0s", |s| s)).unwrap();
             let ok = argv.get(2).is_none_or(|s| s == "ok");
             let outcome = tokio::select! {
@@ -633,4 +636,21 @@ async fn a_triggered_run_marks_the_job_overridden_while_it_runs() {
     assert!(j.overridden && j.active[0].manual);
     wait(10).await;
     assert!(!h.sched.state().await.unwrap().job("j").unwrap().overridden);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_runner_fails_its_run_not_the_scheduler() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"@daily\"\ncommand = [\"sim\", \"panic\"]\n",
+    )])
+    .await;
+    h.sched.trigger(&JobId::parse("j").unwrap()).await.unwrap();
+    wait(1).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.spawn_failed, 1);
+    assert_eq!(s.job("j").unwrap().recent[0].outcome, "spawn_failed");
+    let audit = h.sched.audit().await.unwrap();
+    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
 }

@@ -3,21 +3,23 @@
 //! through bounded commands and reads snapshots, so no structure has two
 //! writers and every task it starts is in its `JoinSet`.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 
 use super::fxhash::FxHashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{Id as TaskId, JoinSet};
+use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
-use super::executor::{ExecRequest, ExecResult, Outcome, group_alive, signal_group};
+use super::executor::{ExecRequest, ExecResult, ExecShared, Outcome, group_alive, signal_group};
 use super::state::{
     ApplyReport, AuditReport, Counters, ExecutionState, JobState, LeakReason, LeakedTask,
     OutcomeRecord, RunningState, ShutdownReport,
@@ -27,6 +29,7 @@ use super::{Fault, Runner, SchedulerConfig, SchedulerError};
 use crate::plan::{Plan, spec_digest};
 use crate::spec::job::{CatchUp, Concurrency, JitterMode, OnRemove};
 use crate::spec::{JobId, JobSpec};
+use futures_util::FutureExt;
 
 /// Finished outcomes kept per job. A ring: memory per job is fixed,
 /// whatever the number of runs.
@@ -51,6 +54,9 @@ pub const SHUTDOWN_KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// Violations remembered between two audits.
 const MAX_NOTICED: usize = 32;
+
+/// What an execution task returns: its result, or the panic that ended it.
+type ExecOutput = Result<ExecResult, Box<dyn Any + Send>>;
 
 /// Run-time commands. Senders wait for room in the channel (it is
 /// bounded); nothing is dropped.
@@ -148,8 +154,7 @@ struct ExecRecord {
     slot: DateTime<Utc>,
     started: DateTime<Utc>,
     manual: bool,
-    pid: Arc<AtomicU32>,
-    grace_ms: Arc<AtomicU64>,
+    shared: Arc<ExecShared>,
     cancel: CancellationToken,
     kill_grace: Duration,
     timeout: Option<Duration>,
@@ -166,8 +171,7 @@ pub struct Core {
     jobs: FxHashMap<JobId, JobEntry>,
     timers: TimerIndex<TimerKey>,
     execs: FxHashMap<u64, ExecRecord>,
-    tasks: JoinSet<(u64, ExecResult)>,
-    task_exec: FxHashMap<TaskId, u64>,
+    tasks: JoinSet<(u64, ExecOutput)>,
     /// Process groups started and not yet seen dead.
     groups: FxHashMap<u32, u64>,
     global_queue: VecDeque<Pending>,
@@ -199,7 +203,6 @@ impl Core {
             timers: TimerIndex::default(),
             execs: FxHashMap::default(),
             tasks: JoinSet::new(),
-            task_exec: FxHashMap::default(),
             groups: FxHashMap::default(),
             global_queue: VecDeque::new(),
             running: 0,
@@ -215,13 +218,25 @@ impl Core {
     /// The loop: commands, completions, timers and the audit, until
     /// shutdown (or every handle is gone).
     pub async fn run(mut self) {
-        let mut audit_at = Instant::now() + self.config.audit_interval;
+        // Both sleeps live across iterations and are re-armed in place:
+        // registering fresh timers on every completion would cost more than
+        // the completion itself at a hundred thousand runs a second.
+        let wake = tokio::time::sleep(Duration::ZERO);
+        let audit = tokio::time::sleep(self.config.audit_interval);
+        tokio::pin!(wake, audit);
+        let mut armed_for: Option<Instant> = None;
         loop {
             let now = self.clock.now();
             let sleep_for = match self.timers.peek() {
                 Some((t, _)) => (t - now).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
                 None => MAX_SLEEP,
             };
+            let target = Instant::now() + sleep_for;
+            // Re-arm only when the target moved by more than a millisecond.
+            if armed_for.is_none_or(|a| a.max(target) - a.min(target) > Duration::from_millis(1)) {
+                wake.as_mut().reset(target);
+                armed_for = Some(target);
+            }
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Shutdown { deadline, reply }) => {
@@ -235,11 +250,17 @@ impl Core {
                         return;
                     }
                 },
-                Some(done) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => self.finished(done),
-                _ = tokio::time::sleep(sleep_for) => {},
-                _ = tokio::time::sleep_until(audit_at) => {
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    self.finished(done);
+                    // Take every other completion that is ready, in one go.
+                    while let Some(done) = self.tasks.try_join_next() {
+                        self.finished(done);
+                    }
+                }
+                _ = &mut wake => armed_for = None,
+                _ = &mut audit => {
                     self.audit();
-                    audit_at = Instant::now() + self.config.audit_interval;
+                    audit.as_mut().reset(Instant::now() + self.config.audit_interval);
                 },
             }
             self.fire_due();
@@ -514,6 +535,30 @@ impl Core {
             CatchUp::All { max } => max.get() as usize + 1,
             _ => 1,
         };
+        // Common case first: one due slot, nothing to enumerate or allocate.
+        if first + jitter <= now {
+            let next = spec.schedule.next_after(first);
+            if next.is_none_or(|n| n + jitter > now) {
+                self.counters.fires += 1;
+                let on_time = now - (first + jitter) <= threshold;
+                let run = on_time || !matches!(spec.catch_up, CatchUp::None);
+                if !run {
+                    self.counters.missed_misfire += 1;
+                    tracing::warn!(job = %id, missed = 1, "slots missed (misfire)");
+                }
+                self.rearm(id, &spec, next);
+                if run {
+                    self.start_or_queue(Pending {
+                        job: id.clone(),
+                        generation,
+                        slot: first,
+                        attempt: 1,
+                        manual: false,
+                    });
+                }
+                return;
+            }
+        }
         let mut due: VecDeque<DateTime<Utc>> = VecDeque::new();
         let mut total = 0usize;
         let mut slot = Some(first);
@@ -564,21 +609,10 @@ impl Core {
         }
         // Re-arm before starting, so the timer entry always exists for an
         // active job.
-        match slot {
-            Some(next) if !capped => {
-                let jitter = self.jitter_for(id, &spec);
-                if let Some(job) = self.jobs.get_mut(id) {
-                    job.next_fire = Some(next);
-                }
-                self.timers
-                    .set((id.clone(), TimerKind::Fire), next + jitter);
-            }
-            Some(_) => self.schedule_next(id, now),
-            None => {
-                if let Some(job) = self.jobs.get_mut(id) {
-                    job.next_fire = None;
-                }
-            }
+        if capped {
+            self.schedule_next(id, now);
+        } else {
+            self.rearm(id, &spec, slot);
         }
         for s in run {
             self.start_or_queue(Pending {
@@ -588,6 +622,25 @@ impl Core {
                 attempt: 1,
                 manual: false,
             });
+        }
+    }
+
+    /// Sets the job's next slot and its timer (with a fresh jitter).
+    fn rearm(&mut self, id: &JobId, spec: &JobSpec, next: Option<DateTime<Utc>>) {
+        match next {
+            Some(next) => {
+                let jitter = self.jitter_for(id, spec);
+                if let Some(job) = self.jobs.get_mut(id) {
+                    job.next_fire = Some(next);
+                }
+                self.timers
+                    .set((id.clone(), TimerKind::Fire), next + jitter);
+            }
+            None => {
+                if let Some(job) = self.jobs.get_mut(id) {
+                    job.next_fire = None;
+                }
+            }
         }
     }
 
@@ -657,9 +710,11 @@ impl Core {
         self.next_exec += 1;
         let spec = job.spec.clone();
         let run_id: Arc<str> = Arc::from(run_id(&p.job, p.slot));
-        let cancel = self.root.child_token();
-        let pid = Arc::new(AtomicU32::new(0));
-        let grace_ms = Arc::new(AtomicU64::new(spec.kill_grace.as_millis() as u64));
+        // A token of its own, not a child of a root: shutdown cancels each
+        // execution itself, and a child token would lock the root's child
+        // list on every start and end.
+        let cancel = CancellationToken::new();
+        let shared = ExecShared::new(spec.kill_grace);
         let req = ExecRequest {
             job: p.job.clone(),
             run_id: run_id.clone(),
@@ -668,12 +723,11 @@ impl Core {
             revision: self.revision.clone().unwrap_or_else(|| Arc::from("")),
             spec: spec.clone(),
             cancel: cancel.clone(),
-            pid: pid.clone(),
-            grace_ms: grace_ms.clone(),
+            shared: shared.clone(),
         };
-        let fut = self.runner.run(req);
-        let handle = self.tasks.spawn(async move { (exec_id, fut.await) });
-        self.task_exec.insert(handle.id(), exec_id);
+        // A panicking runner ends its execution, not the scheduler.
+        let fut = AssertUnwindSafe(self.runner.run(req)).catch_unwind();
+        self.tasks.spawn(async move { (exec_id, fut.await) });
         job.running.push(exec_id);
         self.running += 1;
         self.counters.started += 1;
@@ -688,8 +742,7 @@ impl Core {
                 slot: p.slot,
                 started: now,
                 manual: p.manual,
-                pid,
-                grace_ms,
+                shared,
                 cancel,
                 kill_grace: spec.kill_grace,
                 timeout: spec.timeout,
@@ -699,19 +752,18 @@ impl Core {
         );
     }
 
-    /// An execution task ended (or panicked).
-    fn finished(&mut self, done: Result<(TaskId, (u64, ExecResult)), tokio::task::JoinError>) {
+    /// An execution task ended (or its runner panicked).
+    fn finished(&mut self, done: Result<(u64, ExecOutput), JoinError>) {
         let (exec_id, result) = match done {
-            Ok((task, (exec_id, result))) => {
-                self.task_exec.remove(&task);
-                (exec_id, result)
-            }
-            Err(e) => {
-                let Some(exec_id) = self.task_exec.remove(&e.id()) else {
-                    return;
-                };
+            Ok((exec_id, Ok(result))) => (exec_id, result),
+            Ok((exec_id, Err(panic))) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
                 let result = ExecResult {
-                    outcome: Outcome::SpawnFailed(format!("execution task failed: {e}")),
+                    outcome: Outcome::SpawnFailed(format!("execution panicked: {msg}")),
                     output: Vec::new(),
                     output_dropped: 0,
                     killed: false,
@@ -720,6 +772,8 @@ impl Core {
                 };
                 (exec_id, result)
             }
+            // Only shutdown aborts tasks, and it accounts for them itself.
+            Err(_) => return,
         };
         let Some(rec) = self.execs.remove(&exec_id) else {
             return;
@@ -727,7 +781,7 @@ impl Core {
         self.running -= 1;
         // The executor killed what the run left in its group; remember the
         // group only if something survived that, for the audit to chase.
-        let pid = rec.pid.load(Ordering::SeqCst);
+        let pid = rec.shared.pid.load(Ordering::SeqCst);
         if pid != 0 && group_alive(pid) {
             self.groups.insert(pid, exec_id);
         }
@@ -858,7 +912,7 @@ impl Core {
         let live: HashSet<u32> = self
             .execs
             .values()
-            .map(|r| r.pid.load(Ordering::SeqCst))
+            .map(|r| r.shared.pid.load(Ordering::SeqCst))
             .collect();
         self.groups
             .retain(|pgid, _| live.contains(pgid) || group_alive(*pgid));
@@ -899,14 +953,14 @@ impl Core {
                     token.cancelled().await;
                     (
                         0,
-                        ExecResult {
+                        Ok(ExecResult {
                             outcome: Outcome::Cancelled,
                             output: Vec::new(),
                             output_dropped: 0,
                             killed: false,
                             stragglers_killed: false,
                             finished: Utc::now(),
-                        },
+                        }),
                     )
                 });
             }
@@ -923,7 +977,7 @@ impl Core {
             Some(ExecutionState {
                 run_id: r.run_id.to_string(),
                 job: r.job.to_string(),
-                pid: r.pid.load(Ordering::SeqCst),
+                pid: r.shared.pid.load(Ordering::SeqCst),
                 attempt: r.attempt,
                 generation: r.generation,
                 scheduled_at: r.slot,
@@ -1022,7 +1076,7 @@ impl Core {
                     reason,
                     job: r.job.to_string(),
                     run_id: Some(r.run_id.to_string()),
-                    pid: r.pid.load(Ordering::SeqCst),
+                    pid: r.shared.pid.load(Ordering::SeqCst),
                     started: Some(r.started),
                     age_secs: (now - r.started).num_seconds(),
                 });
@@ -1031,7 +1085,7 @@ impl Core {
         let live: HashSet<u32> = self
             .execs
             .values()
-            .map(|r| r.pid.load(Ordering::SeqCst))
+            .map(|r| r.shared.pid.load(Ordering::SeqCst))
             .collect();
         for (pgid, _) in self.groups.iter().filter(|(p, _)| !live.contains(p)) {
             if group_alive(*pgid) {
@@ -1067,8 +1121,8 @@ impl Core {
         let until = Instant::now() + deadline;
         while !self.tasks.is_empty() {
             tokio::select! {
-                Some(done) = self.tasks.join_next_with_id() => {
-                    if let Ok((_, (_, r))) = &done && r.killed {
+                Some(done) = self.tasks.join_next() => {
+                    if let Ok((_, Ok(r))) = &done && r.killed {
                         report.killed.push(self.run_id_of(&done));
                     }
                     self.finished(done);
@@ -1080,7 +1134,8 @@ impl Core {
         // Phase 2: cancel the rest with a bounded grace.
         for rec in self.execs.values_mut() {
             let grace = rec.kill_grace.min(SHUTDOWN_KILL_GRACE);
-            rec.grace_ms
+            rec.shared
+                .grace_ms
                 .store(grace.as_millis() as u64, Ordering::SeqCst);
             rec.cancel.cancel();
         }
@@ -1088,9 +1143,9 @@ impl Core {
         let until = Instant::now() + SHUTDOWN_KILL_GRACE + Duration::from_secs(2);
         while !self.tasks.is_empty() {
             tokio::select! {
-                Some(done) = self.tasks.join_next_with_id() => {
+                Some(done) = self.tasks.join_next() => {
                     match &done {
-                        Ok((_, (_, r))) if r.killed => report.killed.push(self.run_id_of(&done)),
+                        Ok((_, Ok(r))) if r.killed => report.killed.push(self.run_id_of(&done)),
                         _ => report.cancelled += 1,
                     }
                     self.finished(done);
@@ -1100,12 +1155,11 @@ impl Core {
         }
         // Phase 3: whatever is left is killed and its task aborted.
         for rec in self.execs.values() {
-            signal_group(rec.pid.load(Ordering::SeqCst), libc::SIGKILL);
+            signal_group(rec.shared.pid.load(Ordering::SeqCst), libc::SIGKILL);
             report.abandoned.push(rec.run_id.to_string());
         }
         self.tasks.shutdown().await;
         self.execs.clear();
-        self.task_exec.clear();
         self.running = 0;
         for pgid in self.groups.keys() {
             signal_group(*pgid, libc::SIGKILL);
@@ -1114,12 +1168,9 @@ impl Core {
         report
     }
 
-    fn run_id_of(
-        &self,
-        done: &Result<(TaskId, (u64, ExecResult)), tokio::task::JoinError>,
-    ) -> String {
+    fn run_id_of(&self, done: &Result<(u64, ExecOutput), JoinError>) -> String {
         match done {
-            Ok((_, (exec, _))) => self
+            Ok((exec, _)) => self
                 .execs
                 .get(exec)
                 .map(|r| r.run_id.to_string())
@@ -1131,8 +1182,27 @@ impl Core {
 
 /// `<job>@<scheduled time, UTC RFC 3339>`.
 pub fn run_id(job: &JobId, slot: DateTime<Utc>) -> String {
-    format!(
-        "{job}@{}",
-        slot.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-    )
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    // Written by hand for whole seconds (the common case): chrono's
+    // formatter costs more than the rest of a fire.
+    if slot.nanosecond() != 0 || !(0..=9999).contains(&slot.year()) {
+        return format!(
+            "{job}@{}",
+            slot.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        );
+    }
+    let mut s = String::with_capacity(job.as_str().len() + 21);
+    s.push_str(job.as_str());
+    let _ = write!(
+        s,
+        "@{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        slot.year(),
+        slot.month(),
+        slot.day(),
+        slot.hour(),
+        slot.minute(),
+        slot.second()
+    );
+    s
 }

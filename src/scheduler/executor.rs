@@ -43,12 +43,29 @@ pub struct ExecRequest {
     pub revision: Arc<str>,
     pub spec: Arc<JobSpec>,
     pub cancel: CancellationToken,
-    /// Published once the child is spawned (0 before), so the scheduler can
-    /// show and audit it.
-    pub pid: Arc<AtomicU32>,
-    /// SIGTERM → SIGKILL delay in milliseconds; the scheduler may shorten it
-    /// (shutdown) before cancelling.
-    pub grace_ms: Arc<AtomicU64>,
+    /// What the scheduler and the execution both see while it runs.
+    pub shared: Arc<ExecShared>,
+}
+
+/// The few values an execution and the scheduler share while it runs: one
+/// allocation per execution for both.
+#[derive(Debug, Default)]
+pub struct ExecShared {
+    /// Published once the child is spawned (0 before, and for HTTP runs),
+    /// so the scheduler can show and audit it.
+    pub pid: AtomicU32,
+    /// SIGTERM → SIGKILL delay in milliseconds; the scheduler may shorten
+    /// it (shutdown) before cancelling.
+    pub grace_ms: AtomicU64,
+}
+
+impl ExecShared {
+    pub fn new(grace: Duration) -> Arc<ExecShared> {
+        Arc::new(ExecShared {
+            pid: AtomicU32::new(0),
+            grace_ms: AtomicU64::new(grace.as_millis() as u64),
+        })
+    }
 }
 
 /// How an execution ended.
@@ -372,7 +389,7 @@ async fn run_process(mut cmd: Command, req: &ExecRequest) -> ExecResult {
         }
     };
     let pgid = child.id().unwrap_or(0);
-    req.pid.store(pgid, Ordering::SeqCst);
+    req.shared.pid.store(pgid, Ordering::SeqCst);
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let deadline = spec.timeout.map(|t| Instant::now() + t);
@@ -467,7 +484,7 @@ async fn supervise(
         _ = req.cancel.cancelled() => Ending::Cancelled,
     };
     signal_group(pgid, libc::SIGTERM);
-    let grace = Duration::from_millis(req.grace_ms.load(Ordering::SeqCst));
+    let grace = Duration::from_millis(req.shared.grace_ms.load(Ordering::SeqCst));
     tokio::select! {
         _ = child.wait() => (ending, false),
         _ = sleep(grace) => {
