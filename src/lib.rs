@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod plan;
+pub mod reconcile;
 pub mod report;
 pub mod scheduler;
 pub mod snapshot;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod next;
+pub mod run;
 pub mod validate;
 
 /// driftcron: cron jobs as TOML files in git, run by a bounded scheduler
@@ -20,6 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    Run(run::Args),
     Validate(validate::Args),
     Next(next::Args),
 }
@@ -42,6 +44,7 @@ pub enum Format {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Next(args) => next::run(&args),
     }

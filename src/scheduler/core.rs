@@ -860,11 +860,19 @@ impl Core {
         }
         c.killed += u64::from(result.killed);
         c.stragglers_killed += u64::from(result.stragglers_killed);
-        tracing::info!(
-            job = %rec.job, run_id = %rec.run_id, outcome = result.outcome.name(),
-            output_bytes = result.output.len(), output_dropped = result.output_dropped,
-            "run finished"
-        );
+        if tracing::enabled!(tracing::Level::INFO) {
+            tracing::info!(
+                job = %rec.job, run_id = %rec.run_id, outcome = result.outcome.name(),
+                exit_code = ?match result.outcome {
+                    Outcome::Failed { code, .. } => code,
+                    Outcome::Succeeded => Some(0),
+                    _ => None,
+                },
+                output_bytes = result.output.len(), output_dropped = result.output_dropped,
+                output = %output_preview(&result.output),
+                "run finished"
+            );
+        }
         let now = self.clock.now();
         if let Some(job) = self.jobs.get_mut(&rec.job) {
             job.running.retain(|e| *e != exec_id);
@@ -1227,6 +1235,15 @@ impl Core {
             Err(_) => String::new(),
         }
     }
+}
+
+/// The end of a run's output for a log line: at most 200 characters of its
+/// last lines, on one line.
+fn output_preview(output: &[u8]) -> String {
+    let text = String::from_utf8_lossy(output);
+    let trimmed = text.trim_end();
+    let start = trimmed.char_indices().rev().nth(199).map_or(0, |(i, _)| i);
+    trimmed[start..].replace('\n', " | ")
 }
 
 /// `<job>@<scheduled time, UTC RFC 3339>`.

@@ -2,5 +2,7 @@
 //! nothing of jobs.
 
 pub mod folder;
+pub mod watch;
 
 pub use folder::{FolderError, read_folder};
+pub use watch::{FolderWatch, watch_folder};

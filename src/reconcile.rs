@@ -1,0 +1,244 @@
+//! The reconcile loop's one step: snapshot → load → plan → apply → record.
+//! The only place that knows the source, the spec, the plan and the
+//! scheduler together.
+//!
+//! Steps stop at the first failure, and the status is written on every
+//! path: what was observed, what is applied, and why they differ. An
+//! invalid revision is never applied; the last good one keeps running.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::plan::{diff, spec_digest};
+use crate::scheduler::{Scheduler, SchedulerError};
+use crate::snapshot::Snapshot;
+use crate::spec::{Diagnostic, JobId, LoadOptions, Settings, load};
+
+/// Diagnostics kept in the status: enough to act on, bounded.
+pub const MAX_STATUS_DIAGNOSTICS: usize = 20;
+
+/// Why the applied revision is what it is (the Flux convention: one
+/// condition of each kind, with the time it became true).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type")]
+pub enum Condition {
+    /// The observed revision is applied.
+    Ready {
+        revision: String,
+        since: DateTime<Utc>,
+    },
+    /// The observed revision is invalid: it waits for the next commit.
+    Stalled {
+        revision: String,
+        since: DateTime<Utc>,
+        errors: usize,
+        /// `path:line:col: message`, at most [`MAX_STATUS_DIAGNOSTICS`].
+        diagnostics: Vec<String>,
+    },
+    /// Reading the source fails (network, permissions): retried.
+    FetchFailed { error: String, since: DateTime<Utc> },
+}
+
+/// What the reconciler knows, written on every attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub observed_revision: Option<String>,
+    pub applied_revision: Option<String>,
+    pub last_attempt: Option<DateTime<Utc>>,
+    pub conditions: Vec<Condition>,
+}
+
+/// What one reconcile did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The revision was already applied.
+    Unchanged,
+    Applied {
+        created: usize,
+        updated: usize,
+        deleted: usize,
+    },
+    /// Invalid configuration: nothing applied.
+    Stalled {
+        errors: usize,
+    },
+    FetchFailed,
+    /// The scheduler is gone (shutting down).
+    Stopped,
+}
+
+/// Drives the scheduler toward the snapshots it is given.
+pub struct Reconciler {
+    scheduler: Arc<Scheduler>,
+    /// Digests of the specs last applied, by job.
+    applied: BTreeMap<JobId, u64>,
+    applied_settings: Option<Settings>,
+    status: Status,
+}
+
+impl Reconciler {
+    pub fn new(scheduler: Arc<Scheduler>) -> Self {
+        Reconciler {
+            scheduler,
+            applied: BTreeMap::new(),
+            applied_settings: None,
+            status: Status::default(),
+        }
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    fn set_condition(&mut self, c: Condition) {
+        // Keep the original `since` while the same condition persists.
+        let same_kind =
+            |a: &Condition, b: &Condition| std::mem::discriminant(a) == std::mem::discriminant(b);
+        let c = match (self.status.conditions.iter().find(|e| same_kind(e, &c)), c) {
+            (Some(Condition::FetchFailed { since, .. }), Condition::FetchFailed { error, .. }) => {
+                Condition::FetchFailed {
+                    error,
+                    since: *since,
+                }
+            }
+            (
+                Some(Condition::Stalled {
+                    revision: r0,
+                    since,
+                    ..
+                }),
+                Condition::Stalled {
+                    revision,
+                    errors,
+                    diagnostics,
+                    ..
+                },
+            ) if *r0 == revision => Condition::Stalled {
+                revision,
+                since: *since,
+                errors,
+                diagnostics,
+            },
+            (_, c) => c,
+        };
+        self.status.conditions.retain(|e| !same_kind(e, &c));
+        self.status.conditions.push(c);
+    }
+
+    fn clear(&mut self, kind: fn(&Condition) -> bool) {
+        self.status.conditions.retain(|c| !kind(c));
+    }
+
+    /// One reconcile: `fetched` is the source's answer.
+    pub async fn reconcile(
+        &mut self,
+        fetched: Result<Snapshot, String>,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        self.status.last_attempt = Some(now);
+        let snapshot = match fetched {
+            Ok(s) => {
+                self.clear(|c| matches!(c, Condition::FetchFailed { .. }));
+                s
+            }
+            Err(error) => {
+                tracing::warn!(%error, "fetching schedules failed; the last good revision keeps running");
+                self.set_condition(Condition::FetchFailed { error, since: now });
+                return Outcome::FetchFailed;
+            }
+        };
+        let revision = snapshot.revision.clone();
+        self.status.observed_revision = Some(revision.clone());
+        if self.status.applied_revision.as_deref() == Some(revision.as_str()) {
+            return Outcome::Unchanged;
+        }
+        let loaded = load(
+            &snapshot,
+            &LoadOptions {
+                now,
+                max_jobs: None,
+            },
+        );
+        for d in loaded.diagnostics.iter().filter(|d| !d.is_error()) {
+            tracing::warn!(diagnostic = %one_line(d), "schedule warning");
+        }
+        if !loaded.is_valid() {
+            let diagnostics: Vec<String> = loaded
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .take(MAX_STATUS_DIAGNOSTICS)
+                .map(one_line)
+                .collect();
+            for d in &diagnostics {
+                tracing::error!(revision = %revision, diagnostic = %d, "invalid schedule");
+            }
+            tracing::warn!(
+                revision = %revision,
+                errors = loaded.errors(),
+                applied = self.status.applied_revision.as_deref().unwrap_or("none"),
+                "stalled: revision not applied; the last good revision keeps running"
+            );
+            let errors = loaded.errors();
+            self.set_condition(Condition::Stalled {
+                revision,
+                since: now,
+                errors,
+                diagnostics,
+            });
+            self.clear(|c| matches!(c, Condition::Ready { .. }));
+            return Outcome::Stalled { errors };
+        }
+        if let Some(prev) = self.applied_settings
+            && prev != loaded.desired.settings
+        {
+            tracing::warn!(
+                "driftcron.toml [scheduler] settings changed; they take effect at the next restart"
+            );
+        }
+        let plan = diff(&loaded.desired.jobs, &self.applied);
+        let report = match self.scheduler.apply(plan, revision.clone()).await {
+            Ok(r) => r,
+            Err(SchedulerError::Stopped) | Err(SchedulerError::UnknownJob(_)) => {
+                return Outcome::Stopped;
+            }
+        };
+        self.applied = loaded
+            .desired
+            .jobs
+            .iter()
+            .map(|(id, s)| (id.clone(), spec_digest(s)))
+            .collect();
+        self.applied_settings.get_or_insert(loaded.desired.settings);
+        self.status.applied_revision = Some(revision.clone());
+        self.clear(|c| matches!(c, Condition::Stalled { .. }));
+        self.set_condition(Condition::Ready {
+            revision: revision.clone(),
+            since: now,
+        });
+        tracing::info!(
+            revision = %revision,
+            jobs = self.applied.len(),
+            created = report.created,
+            updated = report.updated,
+            deleted = report.deleted,
+            "applied"
+        );
+        Outcome::Applied {
+            created: report.created,
+            updated: report.updated,
+            deleted: report.deleted,
+        }
+    }
+}
+
+/// `path:line:col: message` (the path relative to the schedules root).
+pub fn one_line(d: &Diagnostic) -> String {
+    match d.position {
+        Some(p) => format!("{}:{}:{}: {}", d.file, p.line, p.column, d.message),
+        None => format!("{}: {}", d.file, d.message),
+    }
+}
