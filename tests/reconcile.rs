@@ -1,0 +1,119 @@
+//! The reconcile step: ordered, stops at the first failure, always records
+//! status, never applies an invalid revision, short-circuits an unchanged one.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use driftcron::reconcile::{Condition, Outcome, Reconciler};
+use driftcron::scheduler::{Scheduler, SchedulerConfig, SystemClock};
+use driftcron::snapshot::{Snapshot, SourceFile};
+
+fn snap(rev: &str, files: &[(&str, &str)]) -> Result<Snapshot, String> {
+    Ok(Snapshot {
+        revision: rev.into(),
+        files: files
+            .iter()
+            .map(|(p, t)| SourceFile {
+                path: p.to_string(),
+                bytes: t.as_bytes().to_vec(),
+            })
+            .collect(),
+        problems: vec![],
+    })
+}
+
+const JOB: &str = "schedule = \"@yearly\"\ncommand = [\"true\"]\n";
+
+fn t(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap()
+}
+
+#[tokio::test]
+async fn invalid_revisions_stall_and_the_last_good_one_keeps_running() {
+    let sched = Arc::new(Scheduler::start(
+        SchedulerConfig::default(),
+        Arc::new(SystemClock),
+    ));
+    let mut r = Reconciler::new(sched.clone());
+
+    let out = r
+        .reconcile(snap("r1", &[("a.toml", JOB), ("b.toml", JOB)]), t(0))
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Applied {
+            created: 2,
+            updated: 0,
+            deleted: 0
+        }
+    );
+    assert_eq!(r.status().applied_revision.as_deref(), Some("r1"));
+    assert!(matches!(
+        r.status().conditions[..],
+        [Condition::Ready { .. }]
+    ));
+
+    // Same revision again: nothing to do.
+    assert_eq!(
+        r.reconcile(snap("r1", &[("a.toml", JOB), ("b.toml", JOB)]), t(1))
+            .await,
+        Outcome::Unchanged
+    );
+
+    // r2 deletes b and breaks a: not applied, with the error located.
+    let bad = "schedule = \"61 * * * *\"\ncommand = [\"true\"]\n";
+    let out = r.reconcile(snap("r2", &[("a.toml", bad)]), t(2)).await;
+    assert_eq!(out, Outcome::Stalled { errors: 1 });
+    let st = r.status();
+    assert_eq!(
+        (
+            st.observed_revision.as_deref(),
+            st.applied_revision.as_deref()
+        ),
+        (Some("r2"), Some("r1"))
+    );
+    let Condition::Stalled {
+        diagnostics, since, ..
+    } = &st.conditions[0]
+    else {
+        panic!("{st:?}")
+    };
+    assert_eq!(*since, t(2));
+    assert!(
+        diagnostics[0].starts_with("a.toml:1:13: invalid schedule"),
+        "{diagnostics:?}"
+    );
+    assert_eq!(
+        sched.state().await.unwrap().jobs.len(),
+        2,
+        "the last good revision keeps running"
+    );
+
+    // The same bad revision later keeps its original `since`.
+    r.reconcile(snap("r2", &[("a.toml", bad)]), t(5)).await;
+    assert!(matches!(r.status().conditions[0], Condition::Stalled { since, .. } if since == t(2)));
+
+    // A fetch failure is recorded with its first time, and clears on success.
+    r.reconcile(Err("connection refused".into()), t(6)).await;
+    r.reconcile(Err("connection refused".into()), t(9)).await;
+    assert!(
+        r.status()
+            .conditions
+            .iter()
+            .any(|c| matches!(c, Condition::FetchFailed { since, .. } if *since == t(6)))
+    );
+    let out = r.reconcile(snap("r3", &[("a.toml", JOB)]), t(10)).await;
+    assert_eq!(
+        out,
+        Outcome::Applied {
+            created: 0,
+            updated: 0,
+            deleted: 1
+        }
+    );
+    assert!(
+        matches!(r.status().conditions[..], [Condition::Ready { ref revision, .. }] if revision == "r3")
+    );
+    assert_eq!(r.status().last_attempt, Some(t(0) + TimeDelta::seconds(10)));
+    sched.shutdown(std::time::Duration::from_secs(1)).await;
+}
