@@ -199,3 +199,145 @@ fn daemon_starts_on_the_bundled_schedules() {
     }
     assert!(!d.log().contains("ERROR"), "{}", d.log());
 }
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn push(work: &Path, files: &[(&str, Option<String>)], msg: &str) {
+    for (p, text) in files {
+        let path = work.join(p);
+        match text {
+            Some(t) => {
+                fs::create_dir_all(path.parent().unwrap()).unwrap();
+                fs::write(&path, t).unwrap();
+            }
+            None => fs::remove_file(&path).unwrap(),
+        }
+    }
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", msg]);
+    git(work, &["push", "-q", "origin", "main"]);
+}
+
+#[test]
+fn daemon_follows_a_git_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, work) = (dir.path().join("remote.git"), dir.path().join("work"));
+    fs::create_dir_all(&remote).unwrap();
+    fs::create_dir_all(&work).unwrap();
+    git(&remote, &["init", "-q", "--bare", "-b", "main"]);
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(
+        &work,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    let (a, b) = (dir.path().join("a.out"), dir.path().join("b.out"));
+    push(
+        &work,
+        &[
+            ("schedules/tick.toml", Some(job(&a))),
+            ("schedules/.keep", Some(String::new())),
+        ],
+        "tick",
+    );
+
+    let log = dir.path().join("log");
+    let child = Command::new(bin())
+        .args([
+            "run",
+            "--repo",
+            &format!("file://{}", remote.display()),
+            "--branch",
+            "main",
+        ])
+        .args([
+            "--path",
+            "schedules",
+            "--poll",
+            "500ms",
+            "--shutdown-timeout",
+            "1s",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .current_dir(dir.path())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, log };
+
+    wait_for(
+        "the pushed job to run",
+        Duration::from_secs(10),
+        || lines(&a) >= 2,
+        &d,
+    );
+    assert!(d.log().contains("main@sha1:"), "{}", d.log());
+
+    // An update is fetched and applied.
+    push(&work, &[("schedules/tick.toml", Some(job(&b)))], "to b");
+    wait_for(
+        "the update to run",
+        Duration::from_secs(10),
+        || lines(&b) >= 2,
+        &d,
+    );
+
+    // An invalid commit stalls; the job keeps running.
+    push(
+        &work,
+        &[("schedules/bad.toml", Some("timout = 1\n".into()))],
+        "bad",
+    );
+    wait_for(
+        "the stall",
+        Duration::from_secs(10),
+        || d.log().contains("stalled"),
+        &d,
+    );
+    assert!(
+        d.log().contains("bad.toml:1:1: unknown field"),
+        "{}",
+        d.log()
+    );
+    let now = lines(&b);
+    wait_for(
+        "the last good job to keep running",
+        Duration::from_secs(10),
+        || lines(&b) >= now + 2,
+        &d,
+    );
+
+    // Fix and delete: the job stops.
+    push(
+        &work,
+        &[("schedules/bad.toml", None), ("schedules/tick.toml", None)],
+        "remove",
+    );
+    wait_for(
+        "the deletion",
+        Duration::from_secs(10),
+        || d.log().contains("deleted=1"),
+        &d,
+    );
+    assert!(d.log().contains("jobs=0"), "{}", d.log());
+    std::thread::sleep(Duration::from_millis(1500));
+    let fin = lines(&b);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(lines(&b), fin, "a deleted job still runs");
+}

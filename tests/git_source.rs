@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use driftcron::source::{GitError, GitRef, GitSource, GitSpec};
+use driftcron::source::{GitRef, GitSource, GitSpec};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -91,11 +91,15 @@ fn a_local_repository_is_read_from_its_commit_not_its_working_tree() {
         path: "nope".into(),
         ..src.spec().clone()
     });
-    let err = wrong.fetch().unwrap_err();
+    // A commit without the folder is an invalid revision, not an empty one.
+    let snap = wrong.fetch().unwrap();
+    assert!(snap.files.is_empty());
     assert!(
-        matches!(err, GitError::Config(_))
-            && err.to_string().contains("folder nope does not exist"),
-        "{err}"
+        snap.problems[0]
+            .message
+            .starts_with("nope does not exist in commit"),
+        "{:?}",
+        snap.problems
     );
 }
 

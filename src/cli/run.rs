@@ -1,9 +1,10 @@
-//! `driftcron run`: the daemon. Follows a schedules folder (watched, and
-//! re-read on an interval), reconciles every change into the scheduler,
+//! `driftcron run`: the daemon. Follows a git repository (polled) or a
+//! schedules folder (watched, and re-read on an interval), reconciles every
+//! change into the scheduler,
 //! and shuts down boundedly on SIGTERM/SIGINT (a second signal forces the
 //! exit). SIGHUP reconciles now.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::reconcile::Reconciler;
 use crate::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use crate::snapshot::Snapshot;
-use crate::source::{read_folder, watch_folder};
+use crate::source::{GitRef, GitSource, GitSpec, read_folder, watch_folder};
 use crate::spec::{LoadOptions, Settings, load};
 
 /// Quiet time after a change event before the folder is read: an editor's
@@ -32,13 +33,32 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 /// file:line:col.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
-  driftcron run                                  # the ./schedules folder
-  driftcron run --path /etc/driftcron/schedules --poll 1m
+  driftcron run                                  # schedules/ of the git repository it stands in
+  driftcron run --repo https://git.example/ops/schedules --branch main --path schedules
+  driftcron run --source folder --path /etc/driftcron/schedules --poll 1m
   DRIFTCRON_LOG=debug driftcron run --log-format json")]
 pub struct Args {
-    /// The schedules folder to follow.
+    /// The schedules folder: inside the repository in git mode, on disk in
+    /// folder mode.
     #[arg(long, default_value = "schedules")]
     pub path: PathBuf,
+    /// Where the schedules come from: `git` follows commits, `folder`
+    /// follows files on disk, `auto` is git when --repo is given or when
+    /// the working directory is inside a git repository, else folder.
+    #[arg(long, value_enum, default_value_t = SourceKind::Auto)]
+    pub source: SourceKind,
+    /// The repository: a URL (https, ssh, file://) or a local path.
+    #[arg(long, value_name = "URL|PATH")]
+    pub repo: Option<String>,
+    /// The branch to follow (default: the repository's HEAD).
+    #[arg(long, conflicts_with = "rev")]
+    pub branch: Option<String>,
+    /// A pinned commit to run.
+    #[arg(long, value_name = "SHA")]
+    pub rev: Option<String>,
+    /// Where a remote repository is cloned.
+    #[arg(long, default_value = ".driftcron")]
+    pub state_dir: PathBuf,
     /// Re-read the folder at least this often, even without change events.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub poll: Duration,
@@ -49,6 +69,104 @@ pub struct Args {
     /// Log format (logs go to stderr; level from DRIFTCRON_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    Auto,
+    Git,
+    Folder,
+}
+
+/// The source the daemon follows.
+enum Source {
+    Folder(PathBuf),
+    /// Behind a mutex because fetching runs on a blocking thread.
+    Git(Arc<std::sync::Mutex<GitSource>>),
+}
+
+impl Source {
+    fn describe(&self) -> String {
+        match self {
+            Source::Folder(p) => format!("folder {}", p.display()),
+            Source::Git(g) => {
+                let g = g.lock().unwrap_or_else(|e| e.into_inner());
+                let s = g.spec();
+                format!(
+                    "git {} ({:?}, path {})",
+                    s.repo,
+                    s.reference,
+                    if s.path.is_empty() { "." } else { &s.path }
+                )
+            }
+        }
+    }
+
+    /// Reads the source on a blocking thread (file I/O and git must not
+    /// stall the runtime); errors keep their causes.
+    async fn fetch(&self) -> Result<Snapshot, String> {
+        match self {
+            Source::Folder(path) => {
+                let p = path.clone();
+                match tokio::task::spawn_blocking(move || read_folder(&p)).await {
+                    Ok(Ok(s)) => Ok(s),
+                    Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::from(e))),
+                    Err(e) => Err(format!("reading the folder failed: {e}")),
+                }
+            }
+            Source::Git(g) => {
+                let g = g.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    g.lock().unwrap_or_else(|e| e.into_inner()).fetch()
+                })
+                .await;
+                match r {
+                    Ok(Ok(s)) => Ok(s),
+                    Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::from(e))),
+                    Err(e) => Err(format!("fetching failed: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// Decides the source from the flags and the working directory.
+fn choose_source(args: &Args) -> anyhow::Result<Source> {
+    let reference = match (&args.branch, &args.rev) {
+        (Some(b), _) => GitRef::Branch(b.clone()),
+        (_, Some(r)) => GitRef::Rev(r.clone()),
+        _ => GitRef::Head,
+    };
+    let git = |repo: String, path: String| {
+        Source::Git(Arc::new(std::sync::Mutex::new(GitSource::new(GitSpec {
+            repo,
+            reference: reference.clone(),
+            path,
+            state_dir: args.state_dir.clone(),
+        }))))
+    };
+    let in_repo = || -> Option<(PathBuf, String)> {
+        let repo = git2::Repository::discover(".").ok()?;
+        let root = repo.workdir()?.canonicalize().ok()?;
+        let path = args.path.canonicalize().ok()?;
+        let rel = path.strip_prefix(&root).ok()?;
+        Some((root.clone(), rel.to_string_lossy().into_owned()))
+    };
+    match (args.source, &args.repo) {
+        (SourceKind::Folder, _) => Ok(Source::Folder(args.path.clone())),
+        (_, Some(repo)) => Ok(git(repo.clone(), args.path.to_string_lossy().into_owned())),
+        (SourceKind::Git, None) => match in_repo() {
+            Some((root, rel)) => Ok(git(root.to_string_lossy().into_owned(), rel)),
+            None => anyhow::bail!(
+                "--source git: {} is not inside a git repository (or give --repo)",
+                args.path.display()
+            ),
+        },
+        (SourceKind::Auto, None) => Ok(match in_repo() {
+            Some((root, rel)) => git(root.to_string_lossy().into_owned(), rel),
+            None => Source::Folder(args.path.clone()),
+        }),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,30 +200,22 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(daemon(args))
 }
 
-/// Reads the folder on a blocking thread (file I/O must not stall the
-/// runtime); the error keeps its causes.
-async fn fetch(path: &Path) -> Result<Snapshot, String> {
-    let p = path.to_path_buf();
-    match tokio::task::spawn_blocking(move || read_folder(&p)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::from(e))),
-        Err(e) => Err(format!("reading the folder failed: {e}")),
-    }
-}
-
 async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
+    let source = choose_source(args)?;
     // A folder that is not there at start is a mistake, not a transient.
-    if !args.path.is_dir() {
+    if let Source::Folder(path) = &source
+        && !path.is_dir()
+    {
         anyhow::bail!(
             "schedules folder {} does not exist or is not a folder",
-            args.path.display()
+            path.display()
         );
     }
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
-    let first = fetch(&args.path).await;
+    let first = source.fetch().await;
     // Bounds come from the first valid driftcron.toml, else the defaults.
     let settings = match &first {
         Ok(s) => {
@@ -129,7 +239,7 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
         Arc::new(SystemClock),
     ));
     tracing::info!(
-        path = %args.path.display(),
+        source = %source.describe(),
         max_running = settings.scheduler.max_running,
         max_queued = settings.scheduler.max_queued,
         "driftcron started"
@@ -137,12 +247,17 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     let mut reconciler = Reconciler::new(scheduler.clone());
     reconciler.reconcile(first, Utc::now()).await;
 
-    let mut watch = match watch_folder(&args.path) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, poll = ?args.poll, "cannot watch the folder; polling only");
-            None
-        }
+    // Folders are watched; git sources are polled (a webhook will nudge
+    // them later).
+    let mut watch = match &source {
+        Source::Folder(path) => match watch_folder(path.as_path()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, poll = ?args.poll, "cannot watch the folder; polling only");
+                None
+            }
+        },
+        Source::Git(_) => None,
     };
     let mut poll = tokio::time::interval(args.poll);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -161,14 +276,14 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
                 if let Some(w) = watch.as_mut() {
                     while w.nudges.try_recv().is_ok() {}
                 }
-                reconciler.reconcile(fetch(&args.path).await, Utc::now()).await;
+                reconciler.reconcile(source.fetch().await, Utc::now()).await;
             }
             _ = poll.tick() => {
-                reconciler.reconcile(fetch(&args.path).await, Utc::now()).await;
+                reconciler.reconcile(source.fetch().await, Utc::now()).await;
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reconciling now");
-                reconciler.reconcile(fetch(&args.path).await, Utc::now()).await;
+                reconciler.reconcile(source.fetch().await, Utc::now()).await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

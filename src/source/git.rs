@@ -218,7 +218,10 @@ impl GitSource {
                         (Some(t), _) => find(&t).unwrap_or((t, Oid::ZERO_SHA1)),
                         (None, Some(h)) => ("HEAD".to_string(), h.oid()),
                         (None, None) => {
-                            return Err(GitError::Config(format!("{} has no HEAD", self.spec.repo)));
+                            return Err(GitError::Config(format!(
+                                "{} has no HEAD",
+                                self.spec.repo
+                            )));
                         }
                     }
                 }
@@ -313,23 +316,38 @@ fn read_tree(repo: &Repository, oid: Oid, path: &str, label: &str) -> Result<Sna
         .find_commit(oid)
         .map_err(ctx(format!("commit {oid} not found")))?;
     let root = commit.tree().map_err(ctx("commit has no tree"))?;
+    let revision = if label == "sha1" {
+        format!("sha1:{oid}")
+    } else {
+        format!("{label}@sha1:{oid}")
+    };
+    // A commit without the folder is an invalid revision (reported, not
+    // applied), not "delete every job": a wrong --path must not stop
+    // everything.
+    let missing = |what: &str| {
+        Snapshot {
+        revision: revision.clone(),
+        files: Vec::new(),
+        problems: vec![FileProblem {
+            path: String::new(),
+            message: format!("{path} {what} in commit {oid}"),
+            hint: Some("check --path; a commit that removes every job must keep the folder (a .keep file or driftcron.toml)".into()),
+        }],
+    }
+    };
     let tree = if path.is_empty() || path == "." {
         root
     } else {
-        let entry = root.get_path(Path::new(path)).map_err(|_| {
-            GitError::Config(format!("folder {path} does not exist in commit {oid}"))
-        })?;
-        entry
-            .to_object(repo)
-            .and_then(|o| o.peel_to_tree())
-            .map_err(|_| GitError::Config(format!("{path} is not a folder in commit {oid}")))?
+        let Ok(entry) = root.get_path(Path::new(path)) else {
+            return Ok(missing("does not exist"));
+        };
+        match entry.to_object(repo).and_then(|o| o.peel_to_tree()) {
+            Ok(t) => t,
+            Err(_) => return Ok(missing("is not a folder")),
+        }
     };
     let mut snap = Snapshot {
-        revision: if label == "sha1" {
-            format!("sha1:{oid}")
-        } else {
-            format!("{label}@sha1:{oid}")
-        },
+        revision,
         ..Snapshot::default()
     };
     let mut failure = None;
