@@ -239,7 +239,7 @@ fn next_job_previews_zone_policy_and_jitter_separately() {
 
 #[test]
 fn every_subcommand_help_has_examples() {
-    for sub in ["run", "validate", "next"] {
+    for sub in ["run", "validate", "next", "plan"] {
         let o = run(&[sub, "--help"], &root());
         assert!(o.status.success());
         assert!(stdout(&o).contains("Examples:"), "{sub}: {}", stdout(&o));

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod next;
+pub mod plan;
 pub mod run;
 pub mod validate;
 
@@ -23,6 +24,7 @@ pub struct Cli {
 pub enum Command {
     Run(run::Args),
     Validate(validate::Args),
+    Plan(plan::Args),
     Next(next::Args),
 }
 
@@ -45,6 +47,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Plan(args) => plan::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Next(args) => next::run(&args),
     }

@@ -4,6 +4,8 @@
 //! `driftcron plan` (to show a pull request's effect). It compares spec
 //! digests, so it is cheap for ten thousand jobs.
 
+pub mod report;
+
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

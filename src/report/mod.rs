@@ -3,6 +3,7 @@
 //! GitHub workflow annotations.
 
 pub mod diagnostics;
+pub mod plan;
 
 /// Version of every JSON document driftcron prints. Bumped only when a
 /// field changes meaning or disappears; new fields may appear at any time.

@@ -438,3 +438,66 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
     });
     cb
 }
+
+/// Reads the schedules at revision `rev` of the local repository that
+/// contains `repo` (for `driftcron plan`).
+///
+/// # Errors
+/// Not a repository, or no such revision.
+pub fn snapshot_at(repo: &Path, rev: &str, path: &str) -> Result<Snapshot, GitError> {
+    let r = Repository::discover(repo).map_err(ctx(format!(
+        "{} is not inside a git repository",
+        repo.display()
+    )))?;
+    let oid = peel_commit(&r, rev)?;
+    // A commit id names itself; a ref name is kept as the label.
+    let label = if rev.len() >= 7 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+        "sha1"
+    } else {
+        rev
+    };
+    read_tree(&r, oid, path, label)
+}
+
+/// The revision a pull request is compared with: the merge base of HEAD
+/// and the default branch's upstream (`origin/HEAD`, else `origin/main`,
+/// `origin/master`, `main`, `master`).
+///
+/// # Errors
+/// When none of those exists.
+pub fn default_base(repo: &Path) -> Result<String, GitError> {
+    let r = Repository::discover(repo).map_err(ctx(format!(
+        "{} is not inside a git repository",
+        repo.display()
+    )))?;
+    let head = r
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(ctx("the repository has no commits"))?
+        .id();
+    for name in [
+        "origin/HEAD",
+        "origin/main",
+        "origin/master",
+        "main",
+        "master",
+    ] {
+        if let Ok(obj) = r.revparse_single(name)
+            && let Ok(commit) = obj.peel_to_commit()
+        {
+            let base = r.merge_base(head, commit.id()).unwrap_or(commit.id());
+            return Ok(base.to_string());
+        }
+    }
+    Err(GitError::Config(
+        "cannot find the default branch (origin/HEAD, origin/main, main...); pass --base".into(),
+    ))
+}
+
+/// The root of the working tree of the repository containing `dir`.
+pub fn workdir_of(dir: &Path) -> Option<PathBuf> {
+    Repository::discover(dir)
+        .ok()?
+        .workdir()
+        .map(Path::to_path_buf)
+}

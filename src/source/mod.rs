@@ -6,5 +6,5 @@ pub mod git;
 pub mod watch;
 
 pub use folder::{FolderError, read_folder};
-pub use git::{GitError, GitRef, GitSource, GitSpec};
+pub use git::{GitError, GitRef, GitSource, GitSpec, default_base, snapshot_at, workdir_of};
 pub use watch::{FolderWatch, watch_folder};
