@@ -14,7 +14,7 @@ use chrono::Utc;
 use clap::ValueEnum;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::reconcile::Reconciler;
+use crate::reconcile::{Outcome, Reconciler};
 use crate::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use crate::snapshot::Snapshot;
 use crate::source::{GitRef, GitSource, GitSpec, read_folder, watch_folder};
@@ -190,6 +190,41 @@ fn init_logging(format: LogFormat) {
     };
 }
 
+/// Retries of a failing fetch: 1 s doubling to 5 min, ±20% jitter, so a
+/// fleet of daemons does not hammer a recovering git server in step. The
+/// poll interval keeps running as well; whichever comes first fetches.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
+}
+
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+impl Backoff {
+    fn record(&mut self, outcome: &Outcome) {
+        if *outcome == Outcome::FetchFailed {
+            self.failures = self.failures.saturating_add(1);
+            let base = Duration::from_secs(1u64 << self.failures.min(9).saturating_sub(1))
+                .min(BACKOFF_MAX);
+            // Jitter from the clock's nanoseconds: spread, not secrecy.
+            let nanos = u64::from(Utc::now().timestamp_subsec_nanos());
+            let factor = 0.8 + (nanos % 400) as f64 / 1000.0;
+            self.retry_at = Some(tokio::time::Instant::now() + base.mul_f64(factor));
+        } else {
+            self.failures = 0;
+            self.retry_at = None;
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -245,7 +280,8 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
         "driftcron started"
     );
     let mut reconciler = Reconciler::new(scheduler.clone());
-    reconciler.reconcile(first, Utc::now()).await;
+    let mut backoff = Backoff::default();
+    backoff.record(&reconciler.reconcile(first, Utc::now()).await);
 
     // Folders are watched; git sources are polled (a webhook will nudge
     // them later).
@@ -276,14 +312,18 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
                 if let Some(w) = watch.as_mut() {
                     while w.nudges.try_recv().is_ok() {}
                 }
-                reconciler.reconcile(source.fetch().await, Utc::now()).await;
+                backoff.record(&reconciler.reconcile(source.fetch().await, Utc::now()).await);
             }
             _ = poll.tick() => {
-                reconciler.reconcile(source.fetch().await, Utc::now()).await;
+                backoff.record(&reconciler.reconcile(source.fetch().await, Utc::now()).await);
+            }
+            _ = sleep_until_opt(backoff.retry_at) => {
+                tracing::info!(attempt = backoff.failures + 1, "retrying the fetch");
+                backoff.record(&reconciler.reconcile(source.fetch().await, Utc::now()).await);
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reconciling now");
-                reconciler.reconcile(source.fetch().await, Utc::now()).await;
+                backoff.record(&reconciler.reconcile(source.fetch().await, Utc::now()).await);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
