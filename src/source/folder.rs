@@ -207,23 +207,24 @@ fn join(rel: &str, name: &str) -> String {
     }
 }
 
-/// A revision id for a folder: FNV-1a over paths and contents, so the same
-/// files give the same revision on every machine.
+/// A revision id for a folder: SHA-256 over paths and contents (the Flux
+/// convention `dir@sha256:<digest>`), so the same files give the same
+/// revision on every machine.
 fn content_revision(s: &Snapshot) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
     for f in &s.files {
-        feed(f.path.as_bytes());
-        feed(&[0]);
-        feed(&(f.bytes.len() as u64).to_le_bytes());
-        feed(&f.bytes);
+        h.update(f.path.as_bytes());
+        h.update([0]);
+        h.update((f.bytes.len() as u64).to_le_bytes());
+        h.update(&f.bytes);
     }
-    format!("folder:{h:016x}")
+    let digest = h.finalize();
+    let mut hex = String::with_capacity(64);
+    for b in digest {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    format!("dir@sha256:{hex}")
 }
 
 #[cfg(test)]
@@ -258,7 +259,7 @@ mod tests {
         assert!(
             problems[1].0 == "leak.toml" && problems[1].1.contains("leaves the schedules root")
         );
-        assert!(s.revision.starts_with("folder:"));
+        assert!(s.revision.starts_with("dir@sha256:") && s.revision.len() == 11 + 64);
 
         let again = read_folder(&root).unwrap();
         assert_eq!(s.revision, again.revision);
