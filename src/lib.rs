@@ -1,6 +1,7 @@
 //! driftcron: a GitOps job scheduler. See DESIGN.md for the architecture.
 
 pub mod cli;
+pub mod fxhash;
 pub mod plan;
 pub mod reconcile;
 pub mod report;

@@ -15,7 +15,8 @@ use serde::Serialize;
 use crate::plan::{diff, spec_digest};
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::snapshot::Snapshot;
-use crate::spec::{Diagnostic, JobId, LoadOptions, Settings, load};
+use crate::spec::load::{LoadCache, load_cached};
+use crate::spec::{Diagnostic, JobId, LoadOptions, Settings};
 
 /// Diagnostics kept in the status: enough to act on, bounded.
 pub const MAX_STATUS_DIAGNOSTICS: usize = 20;
@@ -77,6 +78,8 @@ pub struct Reconciler {
     applied: BTreeMap<JobId, u64>,
     applied_settings: Option<Settings>,
     status: Status,
+    /// Validation results of unchanged jobs, reused across revisions.
+    cache: LoadCache,
 }
 
 impl Reconciler {
@@ -86,6 +89,7 @@ impl Reconciler {
             applied: BTreeMap::new(),
             applied_settings: None,
             status: Status::default(),
+            cache: LoadCache::default(),
         }
     }
 
@@ -155,13 +159,11 @@ impl Reconciler {
         if self.status.applied_revision.as_deref() == Some(revision.as_str()) {
             return Outcome::Unchanged;
         }
-        let loaded = load(
-            &snapshot,
-            &LoadOptions {
-                now,
-                max_jobs: None,
-            },
-        );
+        let opts = LoadOptions {
+            now,
+            max_jobs: None,
+        };
+        let loaded = load_cached(&snapshot, &opts, &mut self.cache);
         for d in loaded.diagnostics.iter().filter(|d| !d.is_error()) {
             tracing::warn!(diagnostic = %one_line(d), "schedule warning");
         }

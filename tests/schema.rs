@@ -2365,3 +2365,70 @@ fn several_errors_in_one_file_are_all_reported() {
         ],
     );
 }
+
+/// The load cache gives exactly what a fresh load gives, through a series of
+/// edits: job files, defaults files, errors appearing and disappearing.
+#[test]
+fn cached_loads_equal_fresh_loads_through_edits() {
+    use driftcron::spec::load::{LoadCache, load_cached};
+    let mut files: Vec<(String, String)> = vec![
+        (
+            "team/_defaults.toml".into(),
+            "timezone = \"Europe/Berlin\"\n".into(),
+        ),
+        (
+            "team/a.toml".into(),
+            "schedule = \"30 2 * * *\"\ncommand = [\"true\"]\n".into(),
+        ),
+        (
+            "team/b.toml".into(),
+            "schedule = \"@daily\"\ncommand = [\"true\"]\n".into(),
+        ),
+        (
+            "c.toml".into(),
+            "schedule = \"61 * * * *\"\ncommand = [\"true\"]\n".into(),
+        ),
+    ];
+    let edits: Vec<(usize, &str)> = vec![
+        (1, "schedule = \"0 3 * * *\"\ncommand = [\"true\"]\n"),
+        (0, "timezone = \"America/New_York\"\n"),
+        (3, "schedule = \"@hourly\"\ncommand = [\"true\"]\n"),
+        (
+            2,
+            "schedule = \"@daily\"\ntimout = \"5m\"\ncommand = [\"true\"]\n",
+        ),
+        (0, "timezone = \"Mars/Olympus\"\n"),
+        (0, "timezone = \"UTC\"\n"),
+    ];
+    let mut cache = LoadCache::default();
+    let check = |files: &[(String, String)], cache: &mut LoadCache| {
+        let snap = driftcron::snapshot::Snapshot {
+            revision: "r".into(),
+            files: files
+                .iter()
+                .map(|(p, t)| driftcron::snapshot::SourceFile {
+                    path: p.clone(),
+                    bytes: t.clone().into_bytes(),
+                })
+                .collect(),
+            problems: vec![],
+        };
+        let opts = LoadOptions {
+            now: now(),
+            max_jobs: None,
+        };
+        let fresh = load(&snap, &opts);
+        let cached = load_cached(&snap, &opts, cache);
+        assert_eq!(cached.desired, fresh.desired);
+        assert_eq!(cached.diagnostics, fresh.diagnostics);
+    };
+    check(&files, &mut cache);
+    check(&files, &mut cache);
+    for (i, text) in edits {
+        files[i].1 = text.to_string();
+        check(&files, &mut cache);
+    }
+    files.remove(2);
+    check(&files, &mut cache);
+    assert_eq!(cache.len(), 2, "entries of removed files are dropped");
+}

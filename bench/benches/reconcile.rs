@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use driftcron::plan::{diff, spec_digest};
 use driftcron::scheduler::{ExecRequest, ExecResult, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock};
-use driftcron::source::read_folder;
-use driftcron::spec::{JobId, LoadOptions, load};
+use driftcron::source::{FolderCache, read_folder, read_folder_cached};
+use driftcron::spec::load::{LoadCache, load_cached};
+use driftcron::spec::{JobId, LoadOptions};
 
 struct Noop;
 
@@ -79,10 +80,17 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// read → load → diff → apply; returns the time and the new digests.
-async fn reconcile(root: &Path, sched: &Scheduler, applied: &BTreeMap<JobId, u64>, rev: &str) -> (Duration, BTreeMap<JobId, u64>, usize) {
+/// The daemon's path: the folder and load caches persist across reconciles.
+async fn reconcile(
+    root: &Path,
+    sched: &Scheduler,
+    applied: &BTreeMap<JobId, u64>,
+    rev: &str,
+    caches: &mut (FolderCache, LoadCache),
+) -> (Duration, BTreeMap<JobId, u64>, usize) {
     let t = Instant::now();
-    let snap = read_folder(root).unwrap();
-    let loaded = load(&snap, &LoadOptions { now: Utc::now(), max_jobs: Some(1_000_000) });
+    let snap = read_folder_cached(root, &mut caches.0).unwrap();
+    let loaded = load_cached(&snap, &LoadOptions { now: Utc::now(), max_jobs: Some(1_000_000) }, &mut caches.1);
     assert!(loaded.is_valid(), "{:?}", loaded.diagnostics.first());
     let plan = diff(&loaded.desired.jobs, applied);
     let changed = plan.create.len() + plan.update.len() + plan.delete.len();
@@ -113,13 +121,14 @@ fn main() {
     for rep in 0..reps {
         rt.block_on(async {
             let sched = Scheduler::start_with_runner(SchedulerConfig::default(), Arc::new(SystemClock), Arc::new(Noop));
-            let (t_cold, applied, created) = reconcile(&root, &sched, &BTreeMap::new(), "cold").await;
+            let mut caches = (FolderCache::default(), LoadCache::default());
+            let (t_cold, applied, created) = reconcile(&root, &sched, &BTreeMap::new(), "cold", &mut caches).await;
             assert_eq!(created, jobs);
             cold.push(t_cold);
             // One file changes.
             let file = root.join("team0000/job00.toml");
             std::fs::write(&file, job(0, rep + 1)).unwrap();
-            let (t_one, _, changed) = reconcile(&root, &sched, &applied, "one").await;
+            let (t_one, _, changed) = reconcile(&root, &sched, &applied, "one", &mut caches).await;
             assert_eq!(changed, 1);
             one.push(t_one);
             std::fs::write(&file, job(0, 0)).unwrap();

@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::reconcile::{Outcome, Reconciler};
 use crate::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use crate::snapshot::Snapshot;
-use crate::source::{GitRef, GitSource, GitSpec, read_folder, watch_folder};
+use crate::source::{FolderCache, GitRef, GitSource, GitSpec, read_folder_cached, watch_folder};
 use crate::spec::{LoadOptions, Settings, load};
 
 /// Quiet time after a change event before the folder is read: an editor's
@@ -80,7 +80,8 @@ pub enum SourceKind {
 
 /// The source the daemon follows.
 enum Source {
-    Folder(PathBuf),
+    /// The folder and the bytes of its files as last read.
+    Folder(PathBuf, Arc<std::sync::Mutex<FolderCache>>),
     /// Behind a mutex because fetching runs on a blocking thread.
     Git(Arc<std::sync::Mutex<GitSource>>),
 }
@@ -88,7 +89,7 @@ enum Source {
 impl Source {
     fn describe(&self) -> String {
         match self {
-            Source::Folder(p) => format!("folder {}", p.display()),
+            Source::Folder(p, _) => format!("folder {}", p.display()),
             Source::Git(g) => {
                 let g = g.lock().unwrap_or_else(|e| e.into_inner());
                 let s = g.spec();
@@ -106,9 +107,12 @@ impl Source {
     /// stall the runtime); errors keep their causes.
     async fn fetch(&self) -> Result<Snapshot, String> {
         match self {
-            Source::Folder(path) => {
-                let p = path.clone();
-                match tokio::task::spawn_blocking(move || read_folder(&p)).await {
+            Source::Folder(path, cache) => {
+                let (p, cache) = (path.clone(), cache.clone());
+                let read = move || {
+                    read_folder_cached(&p, &mut cache.lock().unwrap_or_else(|e| e.into_inner()))
+                };
+                match tokio::task::spawn_blocking(read).await {
                     Ok(Ok(s)) => Ok(s),
                     Ok(Err(e)) => Err(format!("{:#}", anyhow::Error::from(e))),
                     Err(e) => Err(format!("reading the folder failed: {e}")),
@@ -128,6 +132,10 @@ impl Source {
             }
         }
     }
+}
+
+fn folder(args: &Args) -> Source {
+    Source::Folder(args.path.clone(), Arc::default())
 }
 
 /// Decides the source from the flags and the working directory.
@@ -153,7 +161,7 @@ fn choose_source(args: &Args) -> anyhow::Result<Source> {
         Some((root.clone(), rel.to_string_lossy().into_owned()))
     };
     match (args.source, &args.repo) {
-        (SourceKind::Folder, _) => Ok(Source::Folder(args.path.clone())),
+        (SourceKind::Folder, _) => Ok(folder(args)),
         (_, Some(repo)) => Ok(git(repo.clone(), args.path.to_string_lossy().into_owned())),
         (SourceKind::Git, None) => match in_repo() {
             Some((root, rel)) => Ok(git(root.to_string_lossy().into_owned(), rel)),
@@ -164,7 +172,7 @@ fn choose_source(args: &Args) -> anyhow::Result<Source> {
         },
         (SourceKind::Auto, None) => Ok(match in_repo() {
             Some((root, rel)) => git(root.to_string_lossy().into_owned(), rel),
-            None => Source::Folder(args.path.clone()),
+            None => folder(args),
         }),
     }
 }
@@ -238,7 +246,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     let source = choose_source(args)?;
     // A folder that is not there at start is a mistake, not a transient.
-    if let Source::Folder(path) = &source
+    if let Source::Folder(path, _) = &source
         && !path.is_dir()
     {
         anyhow::bail!(
@@ -286,7 +294,7 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     // Folders are watched; git sources are polled (a webhook will nudge
     // them later).
     let mut watch = match &source {
-        Source::Folder(path) => match watch_folder(path.as_path()) {
+        Source::Folder(path, _) => match watch_folder(path.as_path()) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(error = %e, poll = ?args.poll, "cannot watch the folder; polling only");

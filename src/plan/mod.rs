@@ -12,27 +12,13 @@ use std::sync::Arc;
 
 use crate::spec::{JobId, JobSpec};
 
-/// A stable digest of a job spec: FNV-1a over its `Hash` feed. Stable for a
-/// given build (it names a spec version in running state and reports; it is
-/// not persisted).
+/// A digest of a job spec: FxHash over its `Hash` feed, word at a time.
+/// Stable for a given build (it names a spec version in running state and
+/// reports; it is not persisted).
 pub fn spec_digest(spec: &JobSpec) -> u64 {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = crate::fxhash::FxHasher::default();
     spec.hash(&mut h);
     h.finish()
-}
-
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
 }
 
 /// What must change to make the running jobs match git.

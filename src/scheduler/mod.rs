@@ -14,7 +14,6 @@
 pub mod clock;
 mod core;
 pub mod executor;
-mod fxhash;
 pub mod state;
 pub mod timers;
 

@@ -13,7 +13,7 @@ use std::hash::Hash;
 
 use chrono::{DateTime, Utc};
 
-use super::fxhash::FxHashMap;
+use crate::fxhash::FxHashMap;
 
 type Slot = (DateTime<Utc>, u64);
 

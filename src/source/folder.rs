@@ -40,6 +40,15 @@ pub enum FolderError {
 /// files are returned inside the snapshot instead, so they are reported with
 /// the other diagnostics.
 pub fn read_folder(root: &Path) -> Result<Snapshot, FolderError> {
+    read_folder_cached(root, &mut FolderCache::default())
+}
+
+/// [`read_folder`], reusing the bytes of files that did not change since
+/// the walk that filled `cache`.
+///
+/// # Errors
+/// As [`read_folder`].
+pub fn read_folder_cached(root: &Path, cache: &mut FolderCache) -> Result<Snapshot, FolderError> {
     let meta = fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => FolderError::NotFound {
             path: root.to_path_buf(),
@@ -62,21 +71,65 @@ pub fn read_folder(root: &Path) -> Result<Snapshot, FolderError> {
         root: canon_root,
         entries: 0,
         snapshot: Snapshot::default(),
+        cache,
+        seen: std::collections::HashSet::new(),
     };
     walk.dir(root, "", 0)?;
+    let seen = std::mem::take(&mut walk.seen);
+    walk.cache.files.retain(|p, _| seen.contains(p));
     walk.snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
     walk.snapshot.problems.sort_by(|a, b| a.path.cmp(&b.path));
     walk.snapshot.revision = content_revision(&walk.snapshot);
     Ok(walk.snapshot)
 }
 
-struct Walk {
+struct Walk<'c> {
     root: PathBuf,
     entries: usize,
     snapshot: Snapshot,
+    cache: &'c mut FolderCache,
+    seen: std::collections::HashSet<String>,
 }
 
-impl Walk {
+/// What a file looked like when it was last read: a file whose size,
+/// times and inode are all unchanged is not read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+}
+
+impl Stamp {
+    fn of(m: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// Files read by earlier walks, by path: a one-file change reads one file.
+#[derive(Debug, Default)]
+pub struct FolderCache {
+    files: std::collections::HashMap<String, (Stamp, Vec<u8>)>,
+}
+
+impl FolderCache {
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+impl Walk<'_> {
     fn problem(&mut self, path: &str, message: String, hint: Option<&str>) {
         self.snapshot.problems.push(FileProblem {
             path: path.to_string(),
@@ -170,6 +223,17 @@ impl Walk {
     }
 
     fn read_file(&mut self, path: &Path, rel: &str) {
+        let stamp = fs::metadata(path).map(|m| Stamp::of(&m)).ok();
+        if let (Some(stamp), Some((cached, bytes))) = (stamp, self.cache.files.get(rel))
+            && stamp == *cached
+        {
+            self.seen.insert(rel.to_string());
+            self.snapshot.files.push(SourceFile {
+                path: rel.to_string(),
+                bytes: bytes.clone(),
+            });
+            return;
+        }
         let result = fs::File::open(path).and_then(|f| {
             let len = f.metadata()?.len();
             if len > MAX_FILE_SIZE as u64 {
@@ -185,10 +249,18 @@ impl Walk {
             Ok(Ok(bytes))
         });
         match result {
-            Ok(Ok(bytes)) => self.snapshot.files.push(SourceFile {
-                path: rel.to_string(),
-                bytes,
-            }),
+            Ok(Ok(bytes)) => {
+                if let Some(stamp) = stamp {
+                    self.seen.insert(rel.to_string());
+                    self.cache
+                        .files
+                        .insert(rel.to_string(), (stamp, bytes.clone()));
+                }
+                self.snapshot.files.push(SourceFile {
+                    path: rel.to_string(),
+                    bytes,
+                })
+            }
             Ok(Err(len)) => self.problem(
                 rel,
                 format!("file is {len} bytes; the limit is {MAX_FILE_SIZE}"),
@@ -265,6 +337,27 @@ mod tests {
         assert_eq!(s.revision, again.revision);
         fs::write(root.join("a.toml"), "changed").unwrap();
         assert_ne!(read_folder(&root).unwrap().revision, s.revision);
+    }
+
+    #[test]
+    fn the_cache_rereads_only_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("a.toml"), "a").unwrap();
+        fs::write(root.join("b.toml"), "b").unwrap();
+        let mut cache = FolderCache::default();
+        let first = read_folder_cached(root, &mut cache).unwrap();
+        assert_eq!(cache.len(), 2);
+        // Same size, new content: the stamp (mtime/ctime) still differs.
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(root.join("a.toml"), "A").unwrap();
+        let second = read_folder_cached(root, &mut cache).unwrap();
+        assert_eq!(second.files[0].bytes, b"A");
+        assert_ne!(first.revision, second.revision);
+        assert_eq!(second, read_folder(root).unwrap());
+        fs::remove_file(root.join("b.toml")).unwrap();
+        read_folder_cached(root, &mut cache).unwrap();
+        assert_eq!(cache.len(), 1, "removed files leave the cache");
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! `_defaults.toml` cascading, settings, and every diagnostic of every file
 //! in one pass.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::diag::{self, Diagnostic, Severity, SourceText};
 use super::doc::{self, Table};
@@ -131,9 +132,49 @@ fn decode(path: &str, bytes: &[u8]) -> Result<String, Box<Diagnostic>> {
     }
 }
 
+/// How long a cached job result stays valid: its DST warnings and "can
+/// never fire" look ahead from the load's "now".
+const CACHE_TTL: TimeDelta = TimeDelta::minutes(10);
+
+/// The work of earlier loads, reused for jobs whose file and defaults did
+/// not change: a one-file change re-validates one job, not ten thousand.
+/// Keyed by path; an entry also records a digest of the job's bytes and of
+/// every `_defaults.toml` above it, and when it was made.
+#[derive(Debug, Default)]
+pub struct LoadCache {
+    jobs: HashMap<String, CachedJob>,
+}
+
+#[derive(Debug)]
+struct CachedJob {
+    /// The job file's text, compared exactly (no hash collision can reuse
+    /// a stale result).
+    text: String,
+    /// Digest of the `_defaults.toml` texts above the job.
+    key: u64,
+    at: DateTime<Utc>,
+    spec: Option<JobSpec>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl LoadCache {
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
 /// Loads a snapshot. Never panics on input; every problem becomes a
 /// diagnostic.
 pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
+    load_cached(snapshot, opts, &mut LoadCache::default())
+}
+
+/// [`load`], reusing (and refreshing) `cache`.
+pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCache) -> Loaded {
     let mut diags: Vec<Diagnostic> = snapshot
         .problems
         .iter()
@@ -167,9 +208,14 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
     let files = sources.len();
 
     let mut r = Reporter::new(&sources);
+    // Settings and defaults are parsed up front; job files only when their
+    // cached result cannot be reused.
     let mut tables: Vec<Option<Table>> = Vec::with_capacity(sources.len());
     for (i, src) in sources.iter().enumerate() {
-        tables.push(doc::parse(i, src, &mut r.diags));
+        tables.push(match roles[i] {
+            Role::Job(_) => None,
+            _ => doc::parse(i, src, &mut r.diags),
+        });
     }
 
     // Settings first: they bound the rest.
@@ -234,41 +280,57 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
         }
     }
 
+    let defaults_text: HashMap<&str, &str> = roles
+        .iter()
+        .enumerate()
+        .filter_map(|(i, role)| match role {
+            Role::Defaults(dir) => Some((dir.as_str(), sources[i].text.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (i, role) in roles.iter().enumerate() {
         let Role::Job(id_text) = role else { continue };
-        let id = match JobId::parse(id_text) {
-            Ok(id) => Some(id),
-            Err(msg) => {
-                r.diags.push(
-                    Diagnostic::file(Severity::Error, &sources[i].name, format!("invalid job id: {msg}"))
-                        .with_hint("a job's id is its path; rename the file or folder (for example to lowercase)"),
-                );
-                None
+        let path = sources[i].name.as_str();
+        seen.insert(path);
+        let key = {
+            let mut h = DefaultHasher::new();
+            for dir in ancestors(id_text) {
+                if let Some(t) = defaults_text.get(dir) {
+                    dir.hash(&mut h);
+                    t.hash(&mut h);
+                }
             }
+            h.finish()
         };
-        let Some(own) = &tables[i] else { continue };
-        let mut merged = Table::default();
-        for dir in ancestors(id_text) {
-            if let Some(d) = defaults.get(dir) {
-                merged.merge(d);
-            }
-        }
-        merged.merge(own);
-        // Errors of this job start here: problems found while reading the
-        // raw table (wrong types, unknown fields) disqualify it as much as
-        // those found while validating.
-        let errors_before = r.error_count();
-        let raw = RawJob::read(&merged, &mut r);
-        let ctx = Context {
-            now: opts.now,
-            own_file: i,
-        };
-        if let Some(spec) = validate::build(id, &raw, Mode::Job, &ctx, &mut r)
-            && r.error_count() == errors_before
+        if let Some(c) = cache.jobs.get(path)
+            && c.key == key
+            && c.text == sources[i].text
+            && (opts.now - c.at).abs() < CACHE_TTL
         {
-            desired.jobs.insert(spec.id.clone(), spec);
+            r.diags.extend(c.diagnostics.iter().cloned());
+            if let Some(spec) = &c.spec {
+                desired.jobs.insert(spec.id.clone(), spec.clone());
+            }
+            continue;
         }
+        let first_diag = r.diags.len();
+        let spec = job(i, id_text, &sources, &defaults, opts, &mut r);
+        if let Some(spec) = &spec {
+            desired.jobs.insert(spec.id.clone(), spec.clone());
+        }
+        cache.jobs.insert(
+            path.to_string(),
+            CachedJob {
+                text: sources[i].text.clone(),
+                key,
+                at: opts.now,
+                spec,
+                diagnostics: r.diags[first_diag..].to_vec(),
+            },
+        );
     }
+    cache.jobs.retain(|p, _| seen.contains(p.as_str()));
 
     let mut all = diags;
     all.append(&mut r.diags);
@@ -279,4 +341,50 @@ pub fn load(snapshot: &Snapshot, opts: &LoadOptions) -> Loaded {
         files,
         job_files,
     }
+}
+
+/// Parses and validates one job file with the defaults above it.
+fn job(
+    i: usize,
+    id_text: &str,
+    sources: &[SourceText],
+    defaults: &HashMap<String, Table>,
+    opts: &LoadOptions,
+    r: &mut Reporter<'_>,
+) -> Option<JobSpec> {
+    let id = match JobId::parse(id_text) {
+        Ok(id) => Some(id),
+        Err(msg) => {
+            r.diags.push(
+                Diagnostic::file(
+                    Severity::Error,
+                    &sources[i].name,
+                    format!("invalid job id: {msg}"),
+                )
+                .with_hint(
+                    "a job's id is its path; rename the file or folder (for example to lowercase)",
+                ),
+            );
+            None
+        }
+    };
+    let own = doc::parse(i, &sources[i], &mut r.diags)?;
+    let mut merged = Table::default();
+    for dir in ancestors(id_text) {
+        if let Some(d) = defaults.get(dir) {
+            merged.merge(d);
+        }
+    }
+    merged.merge(&own);
+    // Errors of this job start here: problems found while reading the
+    // raw table (wrong types, unknown fields) disqualify it as much as
+    // those found while validating.
+    let errors_before = r.error_count();
+    let raw = RawJob::read(&merged, r);
+    let ctx = Context {
+        now: opts.now,
+        own_file: i,
+    };
+    let spec = validate::build(id, &raw, Mode::Job, &ctx, r)?;
+    (r.error_count() == errors_before).then_some(spec)
 }

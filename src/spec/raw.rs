@@ -23,6 +23,10 @@ pub struct Sp<T> {
 pub struct Reporter<'a> {
     files: &'a [SourceText],
     pub diags: Vec<Diagnostic>,
+    /// Errors reported through [`Reporter::error`]: callers compare it
+    /// before and after a step (a count kept as it goes, not a scan, so a
+    /// tree with thousands of errors stays linear).
+    errors: usize,
 }
 
 impl<'a> Reporter<'a> {
@@ -30,6 +34,7 @@ impl<'a> Reporter<'a> {
         Reporter {
             files,
             diags: Vec::new(),
+            errors: 0,
         }
     }
 
@@ -38,6 +43,7 @@ impl<'a> Reporter<'a> {
     }
 
     pub fn error(&mut self, at: &At, message: impl Into<String>, hint: Option<String>) {
+        self.errors += 1;
         let d = self.files[at.file].at(Severity::Error, at.span.clone(), message);
         self.diags.push(d.with_hint_opt(hint));
     }
@@ -48,7 +54,7 @@ impl<'a> Reporter<'a> {
     }
 
     pub fn error_count(&self) -> usize {
-        self.diags.iter().filter(|d| d.is_error()).count()
+        self.errors
     }
 
     /// Reports every key of `table` not in `known`, with a suggestion.

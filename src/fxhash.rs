@@ -1,7 +1,9 @@
-//! A fast non-cryptographic hasher for the scheduler's own maps (rustc's
-//! FxHash). Keys are job ids from the repository and internal counters, not
-//! attacker-chosen input, so SipHash's DoS resistance buys nothing here and
-//! costs a measurable share of each fire at 100,000 jobs.
+//! A fast non-cryptographic hasher (rustc's FxHash), for the scheduler's own
+//! maps and for spec digests. Keys are job ids from the repository and
+//! internal counters, not attacker-chosen input, so SipHash's DoS
+//! resistance buys nothing here and costs a measurable share of each fire
+//! at 100,000 jobs. Never used where a collision would change behaviour
+//! silently (the load cache compares file contents exactly).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
