@@ -341,3 +341,64 @@ fn daemon_follows_a_git_remote() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(lines(&b), fin, "a deleted job still runs");
 }
+
+#[test]
+fn sighup_reconciles_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let (remote, work) = (dir.path().join("remote.git"), dir.path().join("work"));
+    fs::create_dir_all(&remote).unwrap();
+    fs::create_dir_all(&work).unwrap();
+    git(&remote, &["init", "-q", "--bare", "-b", "main"]);
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(
+        &work,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    let a = dir.path().join("a.out");
+    push(&work, &[("schedules/.keep", Some(String::new()))], "empty");
+
+    let log = dir.path().join("log");
+    let child = Command::new(bin())
+        .args([
+            "run",
+            "--repo",
+            &format!("file://{}", remote.display()),
+            "--poll",
+            "1h",
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .current_dir(dir.path())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, log };
+    wait_for(
+        "the first apply",
+        Duration::from_secs(10),
+        || d.log().contains("applied"),
+        &d,
+    );
+
+    // With an hour between polls, only SIGHUP can bring the new commit in.
+    push(&work, &[("schedules/tick.toml", Some(job(&a)))], "tick");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !d.log().contains("created=1"),
+        "applied before SIGHUP:\n{}",
+        d.log()
+    );
+    d.signal(libc::SIGHUP);
+    wait_for(
+        "the SIGHUP reconcile",
+        Duration::from_secs(10),
+        || d.log().contains("created=1"),
+        &d,
+    );
+    wait_for(
+        "the job to run",
+        Duration::from_secs(10),
+        || lines(&a) >= 1,
+        &d,
+    );
+}
