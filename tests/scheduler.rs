@@ -654,3 +654,148 @@ async fn a_panicking_runner_fails_its_run_not_the_scheduler() {
     let audit = h.sched.audit().await.unwrap();
     assert!(audit.violations.is_empty(), "{:?}", audit.violations);
 }
+
+// Regressions found in review.
+
+#[tokio::test(start_paused = true)]
+async fn a_recreated_job_does_not_inherit_the_old_ones_draining_run() {
+    let h = Harness::new(config());
+    let toml = "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"30s\", \"fail\"]\non_remove = \"drain\"\nretries = 3\nretry_backoff = \"5s\"\n";
+    let v1 = jobs(&[("j.toml", toml)]);
+    h.sched.apply(create_all(&v1), "rev1").await.unwrap();
+    wait(61).await;
+    h.sched
+        .apply(
+            Plan {
+                delete: v1.keys().cloned().collect(),
+                ..Plan::default()
+            },
+            "rev2",
+        )
+        .await
+        .unwrap();
+    h.sched.apply(create_all(&v1), "rev3").await.unwrap();
+    wait(40).await; // the old run fails at +90
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(
+        s.counters.retries_scheduled, 0,
+        "the old run's failure retried under the new job"
+    );
+    assert!(
+        s.job("j").unwrap().recent.is_empty(),
+        "{:?}",
+        s.job("j").unwrap().recent
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_update_during_the_jitter_wait_keeps_the_slot() {
+    let h = Harness::new(config());
+    let v1 = jobs(&[(
+        "j.toml",
+        "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"0s\"]\njitter = \"50m\"\n",
+    )]);
+    h.sched.apply(create_all(&v1), "rev1").await.unwrap();
+    let delay = v1
+        .values()
+        .next()
+        .unwrap()
+        .jitter
+        .stable_delay(&JobId::parse("j").unwrap());
+    // Just after the 01:00 slot, before its jittered start.
+    tokio::time::sleep(Duration::from_secs(3600 + 1)).await;
+    let before = h.starts.lock().unwrap().len();
+    let v2 = jobs(&[(
+        "j.toml",
+        "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"0s\"]\njitter = \"50m\"\ntimeout = \"5m\"\n",
+    )]);
+    let running: BTreeMap<JobId, u64> = v1
+        .iter()
+        .map(|(k, v)| (k.clone(), driftcron::plan::spec_digest(v)))
+        .collect();
+    let r = h.sched.apply(diff(&v2, &running), "rev2").await.unwrap();
+    assert_eq!(r.updated, 1);
+    let st = h.sched.state().await.unwrap();
+    assert_eq!(
+        st.job("j").unwrap().next_fire,
+        Some(at("2026-06-01T01:00:00Z")),
+        "{:?}",
+        st.job("j")
+    );
+    tokio::time::sleep(delay + Duration::from_secs(5)).await;
+    let runs: Vec<String> = h.starts.lock().unwrap()[before..]
+        .iter()
+        .map(|s| s.run_id.clone())
+        .collect();
+    assert!(
+        runs.contains(&"j@2026-06-01T01:00:00Z".to_string()),
+        "{runs:?} (jitter {delay:?})"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_day_long_jump_counts_every_slot_and_runs_the_newest() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"* * * * * *\"\ncommand = [\"sim\", \"0s\"]\ncatch_up = \"latest\"\n",
+    )])
+    .await;
+    wait(2).await;
+    let started_before = h.starts.lock().unwrap().len();
+    h.clock.jump(TimeDelta::days(1));
+    wait(1).await;
+    let s = h.sched.state().await.unwrap();
+    let fires = s.counters.fires as f64;
+    assert!((fires - 86_400.0).abs() / 86_400.0 < 0.01, "fires {fires}");
+    let runs: Vec<Start> = h.starts.lock().unwrap()[started_before..].to_vec();
+    let newest = runs.iter().map(|r| r.run_id.clone()).max().unwrap();
+    assert!(newest.starts_with("j@2026-06-02T00:00:0"), "{newest}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn replace_with_no_room_does_not_cancel_the_running_one() {
+    let cfg = SchedulerConfig {
+        max_running: 1,
+        max_queued: 0,
+        ..config()
+    };
+    let h = Harness::new(cfg);
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"*/10 * * * * *\"\ncommand = [\"sim\", \"25s\"]\nconcurrency = \"replace\"\n",
+    )])
+    .await;
+    wait(21).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(
+        (s.counters.replaced, s.counters.cancelled),
+        (0, 0),
+        "{:?}",
+        s.counters
+    );
+    assert_eq!(s.counters.global_queue_overflow, 1);
+    assert_eq!(s.running, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn suspending_drops_the_jobs_queued_runs() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"*/10 * * * * *\"\ncommand = [\"sim\", \"25s\"]\nconcurrency = \"queue\"\nqueue_depth = 2\n",
+    )])
+    .await;
+    wait(21).await;
+    assert_eq!(h.sched.state().await.unwrap().queued, 1);
+    h.sched.suspend(&JobId::parse("j").unwrap()).await.unwrap();
+    wait(30).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.queued, 0);
+    assert_eq!(
+        h.starts_of("j"),
+        [10],
+        "a queued run started after the suspend"
+    );
+    assert!(s.counters.dropped_on_change >= 1);
+}

@@ -111,7 +111,8 @@ type TimerKey = (JobId, TimerKind);
 #[derive(Debug, Clone)]
 struct Pending {
     job: JobId,
-    generation: u64,
+    /// The job version it belongs to (see `JobEntry::epoch`).
+    epoch: u64,
     slot: DateTime<Utc>,
     attempt: u32,
     manual: bool,
@@ -121,7 +122,12 @@ struct Pending {
 struct JobEntry {
     spec: Arc<JobSpec>,
     digest: u64,
+    /// Bumped on each change of this job's spec (shown to users).
     generation: u64,
+    /// Unique across all jobs and versions, never reused: a run, queued
+    /// run or retry belongs to a job version by epoch, so a job deleted and
+    /// created again never inherits the old one's runs.
+    epoch: u64,
     next_fire: Option<DateTime<Utc>>,
     /// Run-time override of `enabled` (suspend/resume through the API).
     enabled_override: Option<bool>,
@@ -210,6 +216,7 @@ impl JobEntry {
 struct ExecRecord {
     job: JobId,
     generation: u64,
+    epoch: u64,
     run_id: Arc<str>,
     attempt: u32,
     slot: DateTime<Utc>,
@@ -238,6 +245,7 @@ pub struct Core {
     global_queue: VecDeque<Pending>,
     running: usize,
     next_exec: u64,
+    next_epoch: u64,
     revision: Option<Arc<str>>,
     counters: Counters,
     last_audit: AuditReport,
@@ -268,6 +276,7 @@ impl Core {
             global_queue: VecDeque::new(),
             running: 0,
             next_exec: 1,
+            next_epoch: 1,
             revision: None,
             counters: Counters::default(),
             last_audit: AuditReport::default(),
@@ -414,10 +423,18 @@ impl Core {
                     job.spec = spec.clone();
                     job.digest = digest;
                     job.generation += 1;
+                    self.next_epoch += 1;
+                    job.epoch = self.next_epoch;
                     job.retry = None;
                     self.counters.dropped_on_change += job.queue.len() as u64;
                     job.queue.clear();
                     let running = job.running.clone();
+                    // A slot already due but waiting for its jitter (or for
+                    // the timer to run) is not lost by the update.
+                    let after = match job.next_fire {
+                        Some(n) if n <= now => n - TimeDelta::nanoseconds(1),
+                        _ => now,
+                    };
                     self.timers.remove(&(id.clone(), TimerKind::Retry));
                     for exec in running {
                         self.orphan(
@@ -428,7 +445,7 @@ impl Core {
                             &mut report,
                         );
                     }
-                    self.schedule_next(&id, now);
+                    self.schedule_next(&id, after);
                 }
                 None => {
                     report.created += 1;
@@ -438,6 +455,10 @@ impl Core {
                             spec,
                             digest,
                             generation: 1,
+                            epoch: {
+                                self.next_epoch += 1;
+                                self.next_epoch
+                            },
                             next_fire: None,
                             enabled_override: None,
                             running: Vec::new(),
@@ -470,10 +491,8 @@ impl Core {
         }
         let jobs = &self.jobs;
         let before = self.global_queue.len();
-        self.global_queue.retain(|p| {
-            jobs.get(&p.job)
-                .is_some_and(|j| j.generation == p.generation)
-        });
+        self.global_queue
+            .retain(|p| jobs.get(&p.job).is_some_and(|j| j.epoch == p.epoch));
         self.counters.dropped_on_change += (before - self.global_queue.len()) as u64;
         self.revision = Some(Arc::from(revision));
         report
@@ -519,6 +538,13 @@ impl Core {
         if !enabled {
             job.retry = None;
             self.timers.remove(&(id.clone(), TimerKind::Retry));
+            // Queued runs of a suspended job do not start: dropped, counted.
+            let mut dropped = job.queue.len();
+            job.queue.clear();
+            let before = self.global_queue.len();
+            self.global_queue.retain(|p| &p.job != id || p.manual);
+            dropped += before - self.global_queue.len();
+            self.counters.dropped_on_change += dropped as u64;
         }
         self.schedule_next(id, now);
         Ok(())
@@ -533,7 +559,7 @@ impl Core {
         self.counters.triggered += 1;
         let pending = Pending {
             job: id.clone(),
-            generation: job.generation,
+            epoch: job.epoch,
             slot: now,
             attempt: 1,
             manual: true,
@@ -558,10 +584,10 @@ impl Core {
                         continue;
                     };
                     if let Some((slot, attempt)) = job.retry.take() {
-                        let generation = job.generation;
+                        let epoch = job.epoch;
                         self.start_or_queue(Pending {
                             job: id,
-                            generation,
+                            epoch,
                             slot,
                             attempt,
                             manual: false,
@@ -589,7 +615,7 @@ impl Core {
         // jittered time has passed, not its bare time.
         let jitter = (deadline - first).max(TimeDelta::zero());
         let spec = job.spec.clone();
-        let generation = job.generation;
+        let epoch = job.epoch;
         let threshold = TimeDelta::from_std(
             spec.starting_deadline
                 .unwrap_or(self.config.misfire_threshold),
@@ -615,7 +641,7 @@ impl Core {
                 if run {
                     self.start_or_queue(Pending {
                         job: id.clone(),
-                        generation,
+                        epoch,
                         slot: first,
                         attempt: 1,
                         manual: false,
@@ -648,9 +674,41 @@ impl Core {
             self.schedule_next(id, first - TimeDelta::seconds(1));
             return;
         }
+        let mut total = total;
+        if capped {
+            // Past the scan cap: estimate the rest from the average gap of
+            // the slots seen, and take the newest slots from a window just
+            // before now, so `latest`/`all` run the most recent ones.
+            let last_seen = *due.back().unwrap_or(&first);
+            let gap = ((last_seen - first) / (MAX_SLOT_SCAN as i32 - 1).max(1))
+                .max(TimeDelta::milliseconds(1));
+            let rest = ((now - jitter - last_seen).num_milliseconds()
+                / gap.num_milliseconds().max(1))
+            .max(0) as usize;
+            total += rest;
+            let mut window: VecDeque<DateTime<Utc>> = VecDeque::new();
+            let mut s = spec
+                .schedule
+                .next_after(now - jitter - gap * (keep as i32 + 2));
+            let mut steps = 0;
+            while let Some(t) = s {
+                if t + jitter > now || steps == MAX_SLOT_SCAN {
+                    break;
+                }
+                steps += 1;
+                if window.len() == keep {
+                    window.pop_front();
+                }
+                window.push_back(t);
+                s = spec.schedule.next_after(t);
+            }
+            if !window.is_empty() {
+                due = window;
+            }
+        }
         self.counters.fires += total as u64;
         let latest = *due.back().expect("total > 0");
-        let on_time = now - (latest + jitter) <= threshold && !capped;
+        let on_time = now - (latest + jitter) <= threshold;
         let run: Vec<DateTime<Utc>> = match spec.catch_up {
             CatchUp::None => on_time.then_some(latest).into_iter().collect(),
             CatchUp::Latest => vec![latest],
@@ -682,7 +740,7 @@ impl Core {
         for s in run {
             self.start_or_queue(Pending {
                 job: id.clone(),
-                generation,
+                epoch,
                 slot: s,
                 attempt: 1,
                 manual: false,
@@ -717,7 +775,7 @@ impl Core {
             self.counters.dropped_on_change += 1;
             return;
         };
-        if job.generation != p.generation {
+        if job.epoch != p.epoch {
             self.counters.dropped_on_change += 1;
             return;
         }
@@ -735,6 +793,14 @@ impl Core {
                 return;
             }
             Concurrency::Replace if busy => {
+                // Without room for the new run, cancelling the old one
+                // would leave nothing running: count the overflow instead.
+                if self.running >= self.config.max_running as usize
+                    && self.global_queue.len() >= self.config.max_queued as usize
+                {
+                    self.counters.global_queue_overflow += 1;
+                    return;
+                }
                 for exec in job.running.clone() {
                     if let Some(rec) = self.execs.get_mut(&exec)
                         && rec.cancelling_since.is_none()
@@ -774,6 +840,7 @@ impl Core {
         let exec_id = self.next_exec;
         self.next_exec += 1;
         let spec = job.spec.clone();
+        let job_generation = job.generation;
         let run_id: Arc<str> = Arc::from(run_id(&p.job, p.slot));
         // A token of its own, not a child of a root: shutdown cancels each
         // execution itself, and a child token would lock the root's child
@@ -801,7 +868,8 @@ impl Core {
             exec_id,
             ExecRecord {
                 job: p.job,
-                generation: p.generation,
+                generation: job_generation,
+                epoch: p.epoch,
                 run_id,
                 attempt: p.attempt,
                 slot: p.slot,
@@ -874,7 +942,11 @@ impl Core {
             );
         }
         let now = self.clock.now();
-        if let Some(job) = self.jobs.get_mut(&rec.job) {
+        // A run counts for the job entry that started it (a job deleted and
+        // created again is a new entry and does not inherit it).
+        if let Some(job) = self.jobs.get_mut(&rec.job)
+            && job.running.contains(&exec_id)
+        {
             job.running.retain(|e| *e != exec_id);
             if job.recent.len() == OUTCOME_RING {
                 job.recent.pop_front();
@@ -888,7 +960,7 @@ impl Core {
             ));
             // Retry a failure of the current spec, never past the next slot.
             if result.outcome.is_failure()
-                && job.generation == rec.generation
+                && job.epoch == rec.epoch
                 && rec.attempt <= job.spec.retry.retries
                 && job.active()
             {
@@ -898,6 +970,11 @@ impl Core {
                 if job.next_fire.is_some_and(|n| due >= n) {
                     self.counters.retries_abandoned += 1;
                 } else {
+                    // One pending retry per job: a newer failure's retry
+                    // replaces an older one, which is counted as abandoned.
+                    if job.retry.is_some() {
+                        self.counters.retries_abandoned += 1;
+                    }
                     job.retry = Some((rec.slot, rec.attempt + 1));
                     self.counters.retries_scheduled += 1;
                     self.timers.set((rec.job.clone(), TimerKind::Retry), due);
