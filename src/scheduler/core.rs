@@ -674,7 +674,6 @@ impl Core {
             self.schedule_next(id, first - TimeDelta::seconds(1));
             return;
         }
-        let mut total = total;
         if capped {
             // Past the scan cap: estimate the rest from the average gap of
             // the slots seen, and take the newest slots from a window just
