@@ -240,7 +240,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .thread_name("driftcron")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(daemon(args))
+    let result = runtime.block_on(daemon(args));
+    // A fetch still blocked in git (bounded by its timeouts) must not hold
+    // the exit.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
+/// Fetches unless SIGTERM/SIGINT arrives first (`None`): a slow source
+/// never makes the daemon deaf to signals.
+async fn fetch_unless_signalled(
+    source: &Source,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> Option<Result<Snapshot, String>> {
+    tokio::select! {
+        r = source.fetch() => Some(r),
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+    }
 }
 
 async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
@@ -258,7 +276,10 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
-    let first = source.fetch().await;
+    crate::source::set_network_timeouts(Duration::from_secs(30), Duration::from_secs(120));
+    let Some(first) = fetch_unless_signalled(&source, &mut term, &mut int).await else {
+        return Ok(ExitCode::SUCCESS);
+    };
     // Bounds come from the first valid driftcron.toml, else the defaults.
     let settings = match &first {
         Ok(s) => {
@@ -320,18 +341,22 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
                 if let Some(w) = watch.as_mut() {
                     while w.nudges.try_recv().is_ok() {}
                 }
-                backoff.record(&reconciler.reconcile(source.fetch().await, Utc::now()).await);
+                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
+                backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
             }
             _ = poll.tick() => {
-                backoff.record(&reconciler.reconcile(source.fetch().await, Utc::now()).await);
+                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
+                backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
             }
             _ = sleep_until_opt(backoff.retry_at) => {
                 tracing::info!(attempt = backoff.failures + 1, "retrying the fetch");
-                backoff.record(&reconciler.reconcile(source.fetch().await, Utc::now()).await);
+                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
+                backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reconciling now");
-                backoff.record(&reconciler.reconcile(source.fetch().await, Utc::now()).await);
+                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
+                backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

@@ -186,6 +186,20 @@ fn job_env(req: &ExecRequest) -> Vec<(String, String)> {
     env
 }
 
+/// Kills a run's process group when dropped while armed.
+struct GroupGuard {
+    pgid: u32,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            signal_group(self.pgid, libc::SIGKILL);
+        }
+    }
+}
+
 /// Sends `sig` to process group `pgid`; true if the group existed.
 pub fn signal_group(pgid: u32, sig: i32) -> bool {
     if pgid == 0 {
@@ -390,6 +404,10 @@ async fn run_process(mut cmd: Command, req: &ExecRequest) -> ExecResult {
     };
     let pgid = child.id().unwrap_or(0);
     req.shared.pid.store(pgid, Ordering::SeqCst);
+    // If this execution is dropped mid-run (its task aborted when the
+    // runtime goes away), the whole group dies with it, not just the
+    // leader that `kill_on_drop` knows about.
+    let mut guard = GroupGuard { pgid, armed: true };
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
     let deadline = spec.timeout.map(|t| Instant::now() + t);
@@ -427,6 +445,7 @@ async fn run_process(mut cmd: Command, req: &ExecRequest) -> ExecResult {
         && group_alive(pgid)
         && signal_group(pgid, libc::SIGKILL);
     signal_group(pgid, libc::SIGKILL);
+    guard.armed = false;
     let outcome = match ending {
         Ending::TimedOut => Outcome::TimedOut,
         Ending::Cancelled => Outcome::Cancelled,

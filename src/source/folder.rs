@@ -73,6 +73,9 @@ pub fn read_folder_cached(root: &Path, cache: &mut FolderCache) -> Result<Snapsh
         snapshot: Snapshot::default(),
         cache,
         seen: std::collections::HashSet::new(),
+        started: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
     };
     walk.dir(root, "", 0)?;
     let seen = std::mem::take(&mut walk.seen);
@@ -89,6 +92,10 @@ struct Walk<'c> {
     snapshot: Snapshot,
     cache: &'c mut FolderCache,
     seen: std::collections::HashSet<String>,
+    /// Seconds since the epoch when the walk started: a file modified within
+    /// a second of it is not cached (git's "racy clean" rule: a same-size
+    /// rewrite within the timestamp granularity would look unchanged).
+    started: i64,
 }
 
 /// What a file looked like when it was last read: a file whose size,
@@ -250,7 +257,10 @@ impl Walk<'_> {
         });
         match result {
             Ok(Ok(bytes)) => {
-                if let Some(stamp) = stamp {
+                if let Some(stamp) = stamp
+                    && stamp.mtime.0 < self.started - 1
+                    && stamp.ctime.0 < self.started - 1
+                {
                     self.seen.insert(rel.to_string());
                     self.cache
                         .files
@@ -290,6 +300,14 @@ fn content_revision(s: &Snapshot) -> String {
         h.update([0]);
         h.update((f.bytes.len() as u64).to_le_bytes());
         h.update(&f.bytes);
+    }
+    // Problems are part of the revision: a new oversized file or broken
+    // symlink is a change that must be reported, not skipped as unchanged.
+    for p in &s.problems {
+        h.update([1]);
+        h.update(p.path.as_bytes());
+        h.update([0]);
+        h.update(p.message.as_bytes());
     }
     let digest = h.finalize();
     let mut hex = String::with_capacity(64);
@@ -346,6 +364,24 @@ mod tests {
         fs::write(root.join("a.toml"), "a").unwrap();
         fs::write(root.join("b.toml"), "b").unwrap();
         let mut cache = FolderCache::default();
+        // Files written within the last second are not cached (racy clean).
+        assert_eq!(
+            read_folder_cached(root, &mut cache)
+                .map(|_| cache.len())
+                .unwrap(),
+            0
+        );
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for f in ["a.toml", "b.toml"] {
+            fs::File::options()
+                .write(true)
+                .open(root.join(f))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        // ctime moved with set_modified; wait out the one-second margin.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
         let first = read_folder_cached(root, &mut cache).unwrap();
         assert_eq!(cache.len(), 2);
         // Same size, new content: the stamp (mtime/ctime) still differs.
@@ -356,8 +392,33 @@ mod tests {
         assert_ne!(first.revision, second.revision);
         assert_eq!(second, read_folder(root).unwrap());
         fs::remove_file(root.join("b.toml")).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(root.join("a.toml"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2100));
         read_folder_cached(root, &mut cache).unwrap();
-        assert_eq!(cache.len(), 1, "removed files leave the cache");
+        assert_eq!(
+            cache.len(),
+            1,
+            "removed files leave the cache; a.toml is cached again"
+        );
+    }
+
+    #[test]
+    fn a_new_problem_changes_the_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.toml"), "a").unwrap();
+        let before = read_folder(dir.path()).unwrap().revision;
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join("broken.toml")).unwrap();
+        let after = read_folder(dir.path()).unwrap();
+        assert_eq!(after.problems.len(), 1);
+        assert_ne!(
+            after.revision, before,
+            "a problem must not look like an unchanged revision"
+        );
     }
 
     #[test]

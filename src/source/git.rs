@@ -75,6 +75,24 @@ pub enum GitError {
 }
 
 impl GitError {
+    /// The local clone itself is damaged (objects, refs): clone again. Not
+    /// for network or credential failures, which a fresh clone would only
+    /// repeat, at the cost of a full download each retry.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            GitError::Git { source, .. } => matches!(
+                source.class(),
+                git2::ErrorClass::Odb
+                    | git2::ErrorClass::Repository
+                    | git2::ErrorClass::Reference
+                    | git2::ErrorClass::Object
+                    | git2::ErrorClass::Tree
+                    | git2::ErrorClass::Index
+            ),
+            _ => false,
+        }
+    }
+
     /// Network and server trouble: worth retrying.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -165,11 +183,7 @@ impl GitSource {
 
     fn fetch_remote(&mut self) -> Result<Snapshot, GitError> {
         match self.try_fetch_remote() {
-            Err(e)
-                if !e.is_transient()
-                    && matches!(e, GitError::Git { .. })
-                    && self.clone_dir().exists() =>
-            {
+            Err(e) if e.is_corruption() && self.clone_dir().exists() => {
                 // A corrupt clone fails with odb/reference errors: start
                 // over once before reporting.
                 tracing::warn!(error = %e, "fetch into the local clone failed; cloning again");
@@ -437,6 +451,18 @@ fn callbacks<'a>() -> RemoteCallbacks<'a> {
         Err(git2::Error::from_str("no usable credentials (set DRIFTCRON_GIT_TOKEN, DRIFTCRON_GIT_SSH_KEY or an SSH agent)"))
     });
     cb
+}
+
+/// Bounds on git's network waits, set once per process: libgit2 has none
+/// by default, and a stalled server must not hang a reconcile forever.
+pub fn set_network_timeouts(connect: std::time::Duration, io: std::time::Duration) {
+    let ms = |d: std::time::Duration| d.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: these only set libgit2's global options, before any fetch
+    // runs (called once at daemon start).
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect));
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms(io));
+    }
 }
 
 /// Reads the schedules at revision `rev` of the local repository that

@@ -6,5 +6,8 @@ pub mod git;
 pub mod watch;
 
 pub use folder::{FolderCache, FolderError, read_folder, read_folder_cached};
-pub use git::{GitError, GitRef, GitSource, GitSpec, default_base, snapshot_at, workdir_of};
+pub use git::{
+    GitError, GitRef, GitSource, GitSpec, default_base, set_network_timeouts, snapshot_at,
+    workdir_of,
+};
 pub use watch::{FolderWatch, watch_folder};
