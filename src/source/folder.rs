@@ -76,13 +76,15 @@ pub fn read_folder_cached(root: &Path, cache: &mut FolderCache) -> Result<Snapsh
         started: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64),
+        digests: Vec::new(),
     };
     walk.dir(root, "", 0)?;
     let seen = std::mem::take(&mut walk.seen);
     walk.cache.files.retain(|p, _| seen.contains(p));
     walk.snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
     walk.snapshot.problems.sort_by(|a, b| a.path.cmp(&b.path));
-    walk.snapshot.revision = content_revision(&walk.snapshot);
+    walk.digests.sort_by(|a, b| a.0.cmp(&b.0));
+    walk.snapshot.revision = content_revision(&walk.digests, &walk.snapshot.problems);
     Ok(walk.snapshot)
 }
 
@@ -96,6 +98,9 @@ struct Walk<'c> {
     /// a second of it is not cached (git's "racy clean" rule: a same-size
     /// rewrite within the timestamp granularity would look unchanged).
     started: i64,
+    /// SHA-256 of each file read, by path: the revision is a digest of
+    /// these, so unchanged (cached) files are not hashed again.
+    digests: Vec<(String, [u8; 32])>,
 }
 
 /// What a file looked like when it was last read: a file whose size,
@@ -123,7 +128,7 @@ impl Stamp {
 /// Files read by earlier walks, by path: a one-file change reads one file.
 #[derive(Debug, Default)]
 pub struct FolderCache {
-    files: std::collections::HashMap<String, (Stamp, Vec<u8>)>,
+    files: std::collections::HashMap<String, (Stamp, Vec<u8>, [u8; 32])>,
 }
 
 impl FolderCache {
@@ -231,10 +236,11 @@ impl Walk<'_> {
 
     fn read_file(&mut self, path: &Path, rel: &str) {
         let stamp = fs::metadata(path).map(|m| Stamp::of(&m)).ok();
-        if let (Some(stamp), Some((cached, bytes))) = (stamp, self.cache.files.get(rel))
+        if let (Some(stamp), Some((cached, bytes, digest))) = (stamp, self.cache.files.get(rel))
             && stamp == *cached
         {
             self.seen.insert(rel.to_string());
+            self.digests.push((rel.to_string(), *digest));
             self.snapshot.files.push(SourceFile {
                 path: rel.to_string(),
                 bytes: bytes.clone(),
@@ -257,6 +263,11 @@ impl Walk<'_> {
         });
         match result {
             Ok(Ok(bytes)) => {
+                let digest: [u8; 32] = {
+                    use sha2::{Digest, Sha256};
+                    Sha256::digest(&bytes).into()
+                };
+                self.digests.push((rel.to_string(), digest));
                 if let Some(stamp) = stamp
                     && stamp.mtime.0 < self.started - 1
                     && stamp.ctime.0 < self.started - 1
@@ -264,7 +275,7 @@ impl Walk<'_> {
                     self.seen.insert(rel.to_string());
                     self.cache
                         .files
-                        .insert(rel.to_string(), (stamp, bytes.clone()));
+                        .insert(rel.to_string(), (stamp, bytes.clone(), digest));
                 }
                 self.snapshot.files.push(SourceFile {
                     path: rel.to_string(),
@@ -289,21 +300,21 @@ fn join(rel: &str, name: &str) -> String {
     }
 }
 
-/// A revision id for a folder: SHA-256 over paths and contents (the Flux
-/// convention `dir@sha256:<digest>`), so the same files give the same
-/// revision on every machine.
-fn content_revision(s: &Snapshot) -> String {
+/// A revision id for a folder: SHA-256 over each file's path and SHA-256
+/// (the Flux convention `dir@sha256:<digest>`), so the same files give the
+/// same revision on every machine, and an unchanged file is never hashed
+/// twice.
+fn content_revision(digests: &[(String, [u8; 32])], problems: &[FileProblem]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for f in &s.files {
-        h.update(f.path.as_bytes());
+    for (path, digest) in digests {
+        h.update(path.as_bytes());
         h.update([0]);
-        h.update((f.bytes.len() as u64).to_le_bytes());
-        h.update(&f.bytes);
+        h.update(digest);
     }
     // Problems are part of the revision: a new oversized file or broken
     // symlink is a change that must be reported, not skipped as unchanged.
-    for p in &s.problems {
+    for p in problems {
         h.update([1]);
         h.update(p.path.as_bytes());
         h.update([0]);

@@ -184,15 +184,66 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
         })
         .collect();
 
-    // Decode every schedule file; a file that is not text is reported and
-    // left out.
+    // Settings and defaults are decoded first: every job's cache key
+    // includes the defaults above it.
     let mut sources = Vec::new();
     let mut roles = Vec::new();
     for f in snapshot.files.iter().filter(|f| f.path.ends_with(".toml")) {
+        let role = role(&f.path);
+        if matches!(role, Role::Job(_)) {
+            continue;
+        }
         match decode(&f.path, &f.bytes) {
             Ok(text) => {
                 sources.push(SourceText::new(f.path.clone(), text));
-                roles.push(role(&f.path));
+                roles.push(role);
+            }
+            Err(d) => diags.push(*d),
+        }
+    }
+    let defaults_text: HashMap<String, String> = roles
+        .iter()
+        .zip(&sources)
+        .filter_map(|(role, src)| match role {
+            Role::Defaults(dir) => Some((dir.clone(), src.text.clone())),
+            _ => None,
+        })
+        .collect();
+    // Jobs: a cache hit (same bytes, same defaults, fresh) is reused as is,
+    // without even decoding the file; the rest are decoded for validation.
+    let mut hits: Vec<(Option<JobSpec>, Vec<Diagnostic>)> = Vec::new();
+    let mut misses: Vec<(usize, u64)> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut decoded_jobs = 0;
+    for f in snapshot.files.iter().filter(|f| f.path.ends_with(".toml")) {
+        let role = role(&f.path);
+        let Role::Job(id_text) = &role else { continue };
+        seen.insert(f.path.clone());
+        let key = {
+            let mut h = DefaultHasher::new();
+            for dir in ancestors(id_text) {
+                if let Some(t) = defaults_text.get(dir) {
+                    dir.hash(&mut h);
+                    t.hash(&mut h);
+                }
+            }
+            h.finish()
+        };
+        if let Some(c) = cache.jobs.get(&f.path)
+            && c.key == key
+            && c.text.as_bytes() == f.bytes.as_slice()
+            && (opts.now - c.at).abs() < CACHE_TTL
+        {
+            decoded_jobs += 1;
+            hits.push((c.spec.clone(), c.diagnostics.clone()));
+            continue;
+        }
+        match decode(&f.path, &f.bytes) {
+            Ok(text) => {
+                decoded_jobs += 1;
+                misses.push((sources.len(), key));
+                sources.push(SourceText::new(f.path.clone(), text));
+                roles.push(role);
             }
             Err(d) => diags.push(*d),
         }
@@ -205,11 +256,10 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
         .filter(|f| f.path.ends_with(".toml") && matches!(role(&f.path), Role::Job(_)))
         .count()
         + snapshot.problems.len();
-    let files = sources.len();
+    let files = sources.len() - misses.len() + decoded_jobs;
 
     let mut r = Reporter::new(&sources);
-    // Settings and defaults are parsed up front; job files only when their
-    // cached result cannot be reused.
+    // Settings and defaults are parsed here; job files when validated.
     let mut tables: Vec<Option<Table>> = Vec::with_capacity(sources.len());
     for (i, src) in sources.iter().enumerate() {
         tables.push(match roles[i] {
@@ -280,47 +330,23 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
         }
     }
 
-    let defaults_text: HashMap<&str, &str> = roles
-        .iter()
-        .enumerate()
-        .filter_map(|(i, role)| match role {
-            Role::Defaults(dir) => Some((dir.as_str(), sources[i].text.as_str())),
-            _ => None,
-        })
-        .collect();
-    let mut seen: HashSet<&str> = HashSet::new();
-    for (i, role) in roles.iter().enumerate() {
-        let Role::Job(id_text) = role else { continue };
-        let path = sources[i].name.as_str();
-        seen.insert(path);
-        let key = {
-            let mut h = DefaultHasher::new();
-            for dir in ancestors(id_text) {
-                if let Some(t) = defaults_text.get(dir) {
-                    dir.hash(&mut h);
-                    t.hash(&mut h);
-                }
-            }
-            h.finish()
-        };
-        if let Some(c) = cache.jobs.get(path)
-            && c.key == key
-            && c.text == sources[i].text
-            && (opts.now - c.at).abs() < CACHE_TTL
-        {
-            r.diags.extend(c.diagnostics.iter().cloned());
-            if let Some(spec) = &c.spec {
-                desired.jobs.insert(spec.id.clone(), spec.clone());
-            }
-            continue;
+    for (spec, job_diags) in hits {
+        r.diags.extend(job_diags);
+        if let Some(spec) = spec {
+            desired.jobs.insert(spec.id.clone(), spec);
         }
+    }
+    for (i, key) in misses {
+        let Role::Job(id_text) = &roles[i] else {
+            continue;
+        };
         let first_diag = r.diags.len();
         let spec = job(i, id_text, &sources, &defaults, opts, &mut r);
         if let Some(spec) = &spec {
             desired.jobs.insert(spec.id.clone(), spec.clone());
         }
         cache.jobs.insert(
-            path.to_string(),
+            sources[i].name.clone(),
             CachedJob {
                 text: sources[i].text.clone(),
                 key,
@@ -330,7 +356,7 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
             },
         );
     }
-    cache.jobs.retain(|p, _| seen.contains(p.as_str()));
+    cache.jobs.retain(|p, _| seen.contains(p));
 
     let mut all = diags;
     all.append(&mut r.diags);
