@@ -1,6 +1,7 @@
 //! driftcron: a GitOps job scheduler. See DESIGN.md for the architecture.
 
 pub mod cli;
+pub mod drift;
 pub mod fxhash;
 pub mod plan;
 pub mod reconcile;
@@ -9,3 +10,4 @@ pub mod scheduler;
 pub mod snapshot;
 pub mod source;
 pub mod spec;
+pub mod status;
