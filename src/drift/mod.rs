@@ -204,7 +204,7 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
             });
         }
         if r.overridden {
-            let what = if r.suspended != !r.enabled {
+            let what = if r.suspended == r.enabled {
                 if r.suspended {
                     "suspended through the API"
                 } else {
