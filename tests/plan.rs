@@ -225,3 +225,87 @@ fn markdown_stays_under_the_comment_limit() {
         assert!(line.ends_with("| create |"), "{line}");
     }
 }
+
+// Regressions found in review.
+
+#[test]
+fn a_settings_only_change_is_a_change() {
+    let dir = repo();
+    write(
+        dir.path(),
+        "schedules/driftcron.toml",
+        "[scheduler]\nmax_running = 1\n",
+    );
+    let o = plan(dir.path(), &["--base", "main"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("driftcron.toml settings change"));
+}
+
+#[test]
+fn dst_notes_come_from_inherited_schedules_too() {
+    let dir = repo();
+    write(
+        dir.path(),
+        "schedules/team/_defaults.toml",
+        "timezone = \"Europe/Berlin\"\n",
+    );
+    write(
+        dir.path(),
+        "schedules/team/new.toml",
+        "schedule = \"30 2 * * *\"\ncommand = [\"true\"]\n",
+    );
+    let out = String::from_utf8_lossy(&plan(dir.path(), &["--base", "main"]).stdout).into_owned();
+    assert!(out.contains("falls in the DST gap"), "{out}");
+}
+
+#[test]
+fn invalid_head_diagnostics_follow_the_format_and_fences_survive_backticks() {
+    let dir = repo();
+    write(
+        dir.path(),
+        "schedules/bad.toml",
+        "schedule = \"61 * * * *\"\ncommand = [\"true\"]\n",
+    );
+    let o = plan(dir.path(), &["--base", "main", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON even for an invalid head");
+    assert_eq!(v["valid"], false);
+    fs::remove_file(dir.path().join("schedules/bad.toml")).unwrap();
+
+    write(
+        dir.path(),
+        "schedules/tick.toml",
+        "schedule = \"@daily\"\nshell = 'echo ```; echo done'\n",
+    );
+    let md = String::from_utf8_lossy(
+        &plan(dir.path(), &["--base", "main", "--format", "markdown"]).stdout,
+    )
+    .into_owned();
+    assert!(
+        md.contains("````\n"),
+        "a fence longer than the content's backticks: {md}"
+    );
+}
+
+#[test]
+fn thousands_of_creates_stay_under_the_limit() {
+    let dir = repo();
+    for i in 0..5000 {
+        write(
+            dir.path(),
+            &format!("schedules/bulk/job-with-a-long-name-{i:05}.toml"),
+            "schedule = \"* * * * *\"\ncommand = [\"true\"]\n",
+        );
+    }
+    let md = String::from_utf8_lossy(
+        &plan(dir.path(), &["--base", "main", "--format", "markdown"]).stdout,
+    )
+    .into_owned();
+    assert!(md.chars().count() <= 65_000, "{} chars", md.chars().count());
+    assert!(md.contains("Truncated to fit a comment"));
+}

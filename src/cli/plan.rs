@@ -55,7 +55,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let root: PathBuf = workdir_of(&cwd).context("driftcron plan runs inside a git checkout")?;
     let base_rev = match &args.base {
         Some(b) => b.clone(),
-        None => default_base(&root).context("cannot choose the base revision")?,
+        None => {
+            default_base(&root, args.head.as_deref()).context("cannot choose the base revision")?
+        }
     };
     let base = snapshot_at(&root, &base_rev, &args.path)
         .with_context(|| format!("cannot read {base_rev}"))?;
@@ -79,9 +81,16 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             root: &args.path,
             loaded: &head_loaded,
         };
-        std::io::stdout()
-            .lock()
-            .write_all(report.text().as_bytes())?;
+        // The validator's diagnostics, in the format asked for.
+        let out = match args.format {
+            PlanFormat::Text => report.text(),
+            PlanFormat::Json => report.json(),
+            PlanFormat::Markdown => format!(
+                "### driftcron plan\n\nThe change is invalid; nothing would be applied.\n\n````\n{}````\n",
+                report.text()
+            ),
+        };
+        std::io::stdout().lock().write_all(out.as_bytes())?;
         return Ok(ExitCode::from(1));
     }
     if !base_loaded.is_valid() {

@@ -99,14 +99,15 @@ pub fn fields(spec: &JobSpec) -> Vec<(String, String)> {
         Concurrency::Queue { depth } => push("queue_depth", depth.to_string()),
         _ => {}
     }
-    if !spec.jitter.max.is_zero() {
-        push("jitter", q(&format_duration(spec.jitter.max)));
-        let mode = match spec.jitter.mode {
-            JitterMode::Stable => "stable",
-            JitterMode::Random => "random",
-        };
-        push("jitter_mode", q(mode));
-    }
+    // Every field that feeds the spec digest is listed, even when it has
+    // no effect (jitter_mode without jitter): a change the daemon applies
+    // must be a change the plan shows.
+    push("jitter", q(&format_duration(spec.jitter.max)));
+    let mode = match spec.jitter.mode {
+        JitterMode::Stable => "stable",
+        JitterMode::Random => "random",
+    };
+    push("jitter_mode", q(mode));
     if let Some(d) = spec.starting_deadline {
         push("starting_deadline", q(&format_duration(d)));
     }
@@ -115,10 +116,8 @@ pub fn fields(spec: &JobSpec) -> Vec<(String, String)> {
         push("max_catch_up", max.to_string());
     }
     push("retries", spec.retry.retries.to_string());
-    if spec.retry.retries > 0 {
-        push("retry_backoff", q(&format_duration(spec.retry.backoff)));
-        push("retry_max_delay", q(&format_duration(spec.retry.max_delay)));
-    }
+    push("retry_backoff", q(&format_duration(spec.retry.backoff)));
+    push("retry_max_delay", q(&format_duration(spec.retry.max_delay)));
     let on_remove = match spec.on_remove {
         OnRemove::Drain => "drain",
         OnRemove::Cancel => "cancel",

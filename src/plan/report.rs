@@ -103,6 +103,8 @@ pub struct PlanReport {
     pub files: Vec<FileDiff>,
     /// DST notes and other warnings about the changed jobs.
     pub notes: Vec<String>,
+    /// `driftcron.toml` differs between base and head.
+    pub settings_changed: bool,
     pub forecast: Forecast,
 }
 
@@ -111,8 +113,9 @@ impl PlanReport {
         self.jobs.iter().filter(|j| j.action == a).count()
     }
 
+    /// No job changes and no settings change.
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty()
+        self.jobs.is_empty() && !self.settings_changed
     }
 
     /// `Plan: 2 to create, 1 to update, 0 to delete.`
@@ -191,12 +194,28 @@ pub fn build(
         .filter(|j| j.action != Action::Delete)
         .map(|j| format!("{}.toml", j.id))
         .collect();
-    let notes = hl
+    // Warnings about changed jobs: in their own file, or in a
+    // `_defaults.toml` above them (where an inherited schedule or zone was
+    // written).
+    let applies = |file: &str| {
+        changed.contains(file)
+            || file
+                .strip_suffix("_defaults.toml")
+                .is_some_and(|dir| changed.iter().any(|c| c.starts_with(dir)))
+    };
+    let mut notes: Vec<String> = hl
         .diagnostics
         .iter()
-        .filter(|d| !d.is_error() && changed.contains(&d.file))
+        .filter(|d| !d.is_error() && applies(&d.file))
         .map(|d| format!("{}: {}", d.file.trim_end_matches(".toml"), d.message))
         .collect();
+    notes.dedup();
+    if bl.desired.settings != hl.desired.settings {
+        notes.push(format!(
+            "driftcron.toml settings change: {:?} -> {:?} (they take effect when the daemon restarts)",
+            bl.desired.settings, hl.desired.settings
+        ));
+    }
     PlanReport {
         base: bs.revision.clone(),
         head: hs.revision.clone(),
@@ -204,6 +223,7 @@ pub fn build(
         unchanged,
         files: file_diffs(bs, hs),
         notes,
+        settings_changed: bl.desired.settings != hl.desired.settings,
         forecast: forecast(old, new, hl.desired.settings.scheduler.max_running, now),
     }
 }
@@ -250,15 +270,16 @@ fn forecast(
     max_running: u32,
     now: DateTime<Utc>,
 ) -> Forecast {
-    let mut budget = FORECAST_BUDGET;
-    let base = busiest(old, now, &mut budget);
-    let head = busiest(new, now, &mut budget);
+    // Each side has its own budget: a busy base must not starve the head.
+    let (mut b1, mut b2) = (FORECAST_BUDGET / 2, FORECAST_BUDGET / 2);
+    let base = busiest(old, now, &mut b1);
+    let head = busiest(new, now, &mut b2);
     Forecast {
         days: FORECAST_DAYS,
         base,
         head,
         max_running,
-        truncated: budget == 0,
+        truncated: b1 == 0 || b2 == 0,
     }
 }
 

@@ -11,6 +11,16 @@ use crate::plan::report::{Action, JobPlan, PlanReport};
 /// GitHub rejects comments over 65,536 characters; keep a margin.
 pub const MARKDOWN_LIMIT: usize = 65_000;
 
+/// Room kept for the truncation footer.
+const FOOTER_MAX: usize = 200;
+
+/// A code fence longer than any run of backticks in `body`, so content
+/// cannot close it early.
+fn fence(body: &str) -> String {
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
+}
+
 fn sign(a: Action) -> char {
     match a {
         Action::Create => '+',
@@ -110,7 +120,7 @@ fn forecast_line(p: &PlanReport) -> String {
 /// Terminal text.
 pub fn text(p: &PlanReport) -> String {
     let mut out = format!("driftcron plan: {} -> {}\n\n", p.base, p.head);
-    if p.is_empty() {
+    if p.jobs.is_empty() && p.is_empty() {
         out.push_str("No changes. The running jobs match.\n");
     }
     for j in &p.jobs {
@@ -161,16 +171,21 @@ pub fn markdown(p: &PlanReport) -> String {
         };
         writeln!(table, "| {} | `{}` | {} |", sign(j.action), j.id, what).ok();
     }
-    if p.is_empty() {
-        table = "No changes. The running jobs match.\n".into();
+    if p.jobs.is_empty() {
+        table = if p.is_empty() {
+            "No changes. The running jobs match.\n".into()
+        } else {
+            "No job changes.\n".into()
+        };
     }
     let mut details = String::new();
     for j in p.jobs.iter().filter(|j| j.action != Action::Delete) {
         let mut body = String::new();
         job_lines(j, &mut body, "");
+        let f = fence(&body);
         write!(
             details,
-            "<details><summary>{} {}</summary>\n\n```\n{}```\n</details>\n\n",
+            "<details><summary>{} {}</summary>\n\n{f}\n{}{f}\n</details>\n\n",
             sign(j.action),
             j.id,
             body
@@ -183,31 +198,34 @@ pub fn markdown(p: &PlanReport) -> String {
     }
     let mut diffs = String::new();
     for f in &p.files {
+        let fc = fence(&f.diff);
         write!(
             diffs,
-            "<details><summary>diff {}</summary>\n\n```diff\n{}```\n</details>\n\n",
+            "<details><summary>diff {}</summary>\n\n{fc}diff\n{}{fc}\n</details>\n\n",
             f.path, f.diff
         )
         .ok();
     }
     let forecast = format!("\n{}\n", forecast_line(p));
+    // Reserved for the forecast and a truncation footer, whatever happens.
+    let reserve = forecast.len() + FOOTER_MAX;
     let mut out = head;
     out.push_str(&table);
     out.push('\n');
     out.push_str(&notes);
     let mut dropped = Vec::new();
     for (name, section) in [("job details", details), ("file diffs", diffs)] {
-        if out.len() + section.len() + forecast.len() + 200 <= MARKDOWN_LIMIT {
+        if out.len() + section.len() + reserve <= MARKDOWN_LIMIT {
             out.push_str(&section);
         } else {
             dropped.push(name);
         }
     }
-    if out.len() + forecast.len() > MARKDOWN_LIMIT {
+    if out.len() + reserve > MARKDOWN_LIMIT {
         // Even the table is too long: keep whole rows only.
         let mut cut = String::new();
         for line in out.lines() {
-            if cut.len() + line.len() + 300 > MARKDOWN_LIMIT {
+            if cut.len() + line.len() + 1 + reserve > MARKDOWN_LIMIT {
                 break;
             }
             cut.push_str(line);

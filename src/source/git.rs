@@ -491,16 +491,21 @@ pub fn snapshot_at(repo: &Path, rev: &str, path: &str) -> Result<Snapshot, GitEr
 ///
 /// # Errors
 /// When none of those exists.
-pub fn default_base(repo: &Path) -> Result<String, GitError> {
+pub fn default_base(repo: &Path, head: Option<&str>) -> Result<String, GitError> {
     let r = Repository::discover(repo).map_err(ctx(format!(
         "{} is not inside a git repository",
         repo.display()
     )))?;
-    let head = r
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(ctx("the repository has no commits"))?
-        .id();
+    // The merge base with the head being planned, not with whatever is
+    // checked out.
+    let head = match head {
+        Some(rev) => peel_commit(&r, rev)?,
+        None => r
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .map_err(ctx("the repository has no commits"))?
+            .id(),
+    };
     for name in [
         "origin/HEAD",
         "origin/main",

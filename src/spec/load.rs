@@ -253,9 +253,10 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
     let job_files = snapshot
         .files
         .iter()
-        .filter(|f| f.path.ends_with(".toml") && matches!(role(&f.path), Role::Job(_)))
-        .count()
-        + snapshot.problems.len();
+        .map(|f| f.path.as_str())
+        .chain(snapshot.problems.iter().map(|p| p.path.as_str()))
+        .filter(|p| p.ends_with(".toml") && matches!(role(p), Role::Job(_)))
+        .count();
     let files = sources.len() - misses.len() + decoded_jobs;
 
     let mut r = Reporter::new(&sources);
