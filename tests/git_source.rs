@@ -172,3 +172,65 @@ fn a_remote_is_cloned_followed_and_force_pushes_are_followed() {
         "{err}"
     );
 }
+
+/// A remote over the git protocol, served by a real `git daemon` on
+/// loopback: fetched shallow (one commit), and still followed.
+#[test]
+fn a_smart_remote_is_fetched_shallow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("served");
+    let remote = base.join("remote.git");
+    let work = tmp.path().join("work");
+    fs::create_dir_all(&remote).unwrap();
+    git(&remote, &["init", "-q", "--bare", "-b", "main"]);
+    work_repo(&work, &[("schedules/a.toml", JOB)]);
+    commit(&work, &[("schedules/b.toml", JOB)], "second");
+    git(
+        &work,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    git(&work, &["push", "-q", "origin", "main"]);
+
+    // The daemon binary itself (not the `git` wrapper, whose child would
+    // outlive a kill and hold the test's output open).
+    let exec_path = git(tmp.path(), &["--exec-path"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut daemon = Command::new(Path::new(&exec_path).join("git-daemon"))
+        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(format!("--base-path={}", base.display()))
+        .arg(&base)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("git daemon starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "git daemon did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    driftcron::source::set_network_timeouts(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(10),
+    );
+    let mut src = GitSource::new(GitSpec {
+        repo: format!("git://127.0.0.1:{port}/remote.git"),
+        reference: GitRef::Branch("main".into()),
+        path: "schedules".into(),
+        state_dir: tmp.path().join("state"),
+    });
+    let result = src.fetch();
+    let shallow = tmp.path().join("state/repo.git/shallow").exists();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert_eq!(paths(&result.unwrap()).len(), 2);
+    assert!(shallow, "the clone holds one commit, not the history");
+}

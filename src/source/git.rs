@@ -253,6 +253,13 @@ impl GitSource {
         }
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks());
+        // Shallow where possible: only the followed commit is needed to
+        // read its tree. libgit2's local transport (`file://`) cannot fetch
+        // shallow, and a pinned revision may be anywhere in history.
+        if !matches!(self.spec.reference, GitRef::Rev(_)) && !self.spec.repo.starts_with("file://")
+        {
+            opts.depth(1);
+        }
         // Forced refspecs: a force-push is followed, not refused.
         let refspecs: Vec<String> = match &self.spec.reference {
             GitRef::Rev(_) => vec!["+refs/heads/*:refs/remotes/origin/*".into()],
