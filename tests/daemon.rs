@@ -6,6 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::git;
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_driftcron")
 }
@@ -198,24 +201,6 @@ fn daemon_starts_on_the_bundled_schedules() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!d.log().contains("ERROR"), "{}", d.log());
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn push(work: &Path, files: &[(&str, Option<String>)], msg: &str) {
