@@ -30,3 +30,23 @@ pub struct Snapshot {
     pub files: Vec<SourceFile>,
     pub problems: Vec<FileProblem>,
 }
+
+impl Snapshot {
+    /// A snapshot of in-memory files, `(path, text)`: for callers that
+    /// already hold the schedules (tests, tools), not a source.
+    pub fn from_texts(revision: &str, files: &[(&str, &str)]) -> Snapshot {
+        let mut files: Vec<SourceFile> = files
+            .iter()
+            .map(|(p, t)| SourceFile {
+                path: p.to_string(),
+                bytes: t.as_bytes().to_vec(),
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Snapshot {
+            revision: revision.to_string(),
+            files,
+            problems: Vec::new(),
+        }
+    }
+}

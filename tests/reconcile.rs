@@ -6,20 +6,10 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use driftcron::reconcile::{Condition, Outcome, Reconciler};
 use driftcron::scheduler::{Scheduler, SchedulerConfig, SystemClock};
-use driftcron::snapshot::{Snapshot, SourceFile};
+use driftcron::snapshot::Snapshot;
 
 fn snap(rev: &str, files: &[(&str, &str)]) -> Result<Snapshot, String> {
-    Ok(Snapshot {
-        revision: rev.into(),
-        files: files
-            .iter()
-            .map(|(p, t)| SourceFile {
-                path: p.to_string(),
-                bytes: t.as_bytes().to_vec(),
-            })
-            .collect(),
-        problems: vec![],
-    })
+    Ok(Snapshot::from_texts(rev, files))
 }
 
 const JOB: &str = "schedule = \"@yearly\"\ncommand = [\"true\"]\n";

@@ -17,7 +17,7 @@ use driftcron::scheduler::{
     Clock, ExecRequest, ExecResult, OUTCOME_RING, Outcome, Runner, Scheduler, SchedulerConfig,
     SchedulerError, TestClock,
 };
-use driftcron::snapshot::{Snapshot, SourceFile};
+use driftcron::snapshot::Snapshot;
 use driftcron::spec::{JobId, JobSpec, LoadOptions, load};
 
 /// One start seen by the runner.
@@ -76,17 +76,7 @@ fn at(s: &str) -> DateTime<Utc> {
 
 /// Loads jobs from `(path, toml)` pairs.
 fn jobs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
-    let snapshot = Snapshot {
-        revision: "test".into(),
-        files: files
-            .iter()
-            .map(|(p, t)| SourceFile {
-                path: p.to_string(),
-                bytes: t.as_bytes().to_vec(),
-            })
-            .collect(),
-        problems: vec![],
-    };
+    let snapshot = Snapshot::from_texts("test", files);
     let loaded = load(
         &snapshot,
         &LoadOptions {

@@ -259,21 +259,11 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
 mod tests {
     use super::*;
     use crate::scheduler::state::{AuditReport, Counters, JobState, LeakedTask};
-    use crate::snapshot::{Snapshot, SourceFile};
+    use crate::snapshot::Snapshot;
     use crate::spec::{LoadOptions, load};
 
     fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
-        let snap = Snapshot {
-            revision: "r".into(),
-            files: files
-                .iter()
-                .map(|(p, t)| SourceFile {
-                    path: p.to_string(),
-                    bytes: t.as_bytes().to_vec(),
-                })
-                .collect(),
-            problems: vec![],
-        };
+        let snap = Snapshot::from_texts("r", files);
         let now = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
         let l = load(
             &snap,

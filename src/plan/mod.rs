@@ -184,21 +184,11 @@ pub fn diff(desired: &BTreeMap<JobId, JobSpec>, running: &BTreeMap<JobId, u64>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Snapshot, SourceFile};
+    use crate::snapshot::Snapshot;
     use crate::spec::{LoadOptions, load};
 
     fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
-        let snapshot = Snapshot {
-            revision: "r".into(),
-            files: files
-                .iter()
-                .map(|(p, t)| SourceFile {
-                    path: p.to_string(),
-                    bytes: t.as_bytes().to_vec(),
-                })
-                .collect(),
-            problems: vec![],
-        };
+        let snapshot = Snapshot::from_texts("r", files);
         let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
         let l = load(
             &snapshot,
