@@ -51,12 +51,18 @@ pub struct Reconciler {
 
 impl Reconciler {
     pub fn new(scheduler: Arc<Scheduler>) -> Self {
+        Reconciler::with_cache(scheduler, LoadCache::default())
+    }
+
+    /// A reconciler that starts from the validation results already in
+    /// `cache` (the daemon's start-up load).
+    pub fn with_cache(scheduler: Arc<Scheduler>, cache: LoadCache) -> Self {
         Reconciler {
             scheduler,
             applied: BTreeMap::new(),
             applied_settings: None,
             status: Status::default(),
-            cache: LoadCache::default(),
+            cache,
         }
     }
 

@@ -18,7 +18,8 @@ use crate::reconcile::{Outcome, Reconciler};
 use crate::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use crate::snapshot::Snapshot;
 use crate::source::{FolderCache, GitRef, GitSource, GitSpec, read_folder_cached, watch_folder};
-use crate::spec::{LoadOptions, Settings, load};
+use crate::spec::load::{LoadCache, load_cached};
+use crate::spec::{LoadOptions, Settings};
 
 /// Quiet time after a change event before the folder is read: an editor's
 /// save is several events, a `git checkout` many more.
@@ -281,14 +282,18 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     // Bounds come from the first valid driftcron.toml, else the defaults.
+    // The load fills the cache the reconciler then reuses, so the first
+    // revision is validated once, not twice.
+    let mut cache = LoadCache::default();
     let settings = match &first {
         Ok(s) => {
-            let l = load(
+            let l = load_cached(
                 s,
                 &LoadOptions {
                     now: Utc::now(),
                     max_jobs: None,
                 },
+                &mut cache,
             );
             if l.is_valid() {
                 l.desired.settings
@@ -308,7 +313,7 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
         max_queued = settings.scheduler.max_queued,
         "driftcron started"
     );
-    let mut reconciler = Reconciler::new(scheduler.clone());
+    let mut reconciler = Reconciler::with_cache(scheduler.clone(), cache);
     let mut backoff = Backoff::default();
     backoff.record(&reconciler.reconcile(first, Utc::now()).await);
 
