@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use driftcron::plan::{diff, spec_digest};
-use driftcron::scheduler::{ExecRequest, ExecResult, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock};
+use driftcron::scheduler::{
+    ExecRequest, ExecResult, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock,
+};
 use driftcron::source::{FolderCache, read_folder, read_folder_cached};
 use driftcron::spec::load::{LoadCache, load_cached};
 use driftcron::spec::{JobId, LoadOptions};
@@ -25,20 +27,18 @@ struct Noop;
 
 impl Runner for Noop {
     fn run(&self, _req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
-        Box::pin(async {
-            ExecResult {
-                outcome: Outcome::Succeeded,
-                output: vec![],
-                output_dropped: 0,
-                killed: false,
-                stragglers_killed: false,
-                finished: Utc::now(),
-            }
-        })
+        Box::pin(async { ExecResult::ended(Outcome::Succeeded) })
     }
 }
 
-const SCHEDULES: [&str; 6] = ["0 3 * * *", "*/15 * * * *", "30 2 * * MON-FRI", "@hourly", "0 9 * * MON#1", "@every 10m"];
+const SCHEDULES: [&str; 6] = [
+    "0 3 * * *",
+    "*/15 * * * *",
+    "30 2 * * MON-FRI",
+    "@hourly",
+    "0 9 * * MON#1",
+    "@every 10m",
+];
 const ZONES: [&str; 4] = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo"];
 
 fn job(i: usize, variant: usize) -> String {
@@ -58,7 +58,10 @@ fn generate(root: &Path, jobs: usize) {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("_defaults.toml"),
-            format!("timezone = \"{}\"\nlabels = {{ team = \"team{t}\" }}\nkill_grace = \"20s\"\n", ZONES[t % ZONES.len()]),
+            format!(
+                "timezone = \"{}\"\nlabels = {{ team = \"team{t}\" }}\nkill_grace = \"20s\"\n",
+                ZONES[t % ZONES.len()]
+            ),
         )
         .unwrap();
         for j in 0..per_folder {
@@ -90,13 +93,25 @@ async fn reconcile(
 ) -> (Duration, BTreeMap<JobId, u64>, usize) {
     let t = Instant::now();
     let snap = read_folder_cached(root, &mut caches.0).unwrap();
-    let loaded = load_cached(&snap, &LoadOptions { now: Utc::now(), max_jobs: Some(1_000_000) }, &mut caches.1);
+    let loaded = load_cached(
+        &snap,
+        &LoadOptions {
+            now: Utc::now(),
+            max_jobs: Some(1_000_000),
+        },
+        &mut caches.1,
+    );
     assert!(loaded.is_valid(), "{:?}", loaded.diagnostics.first());
     let plan = diff(&loaded.desired.jobs, applied);
     let changed = plan.create.len() + plan.update.len() + plan.delete.len();
     sched.apply(plan, rev).await.unwrap();
     let elapsed = t.elapsed();
-    let digests = loaded.desired.jobs.iter().map(|(id, s)| (id.clone(), spec_digest(s))).collect();
+    let digests = loaded
+        .desired
+        .jobs
+        .iter()
+        .map(|(id, s)| (id.clone(), spec_digest(s)))
+        .collect();
     (elapsed, digests, changed)
 }
 
@@ -111,21 +126,33 @@ fn main() {
     };
     let jobs = arg("--jobs", 10_000);
     let reps = arg("--reps", 5).max(1);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("schedules");
     generate(&root, jobs);
     // A repository's files are older than the folder cache's racy-clean
     // window (files changed within a second of a walk are re-read).
     std::thread::sleep(Duration::from_millis(2100));
-    eprintln!("[reconcile] {jobs} jobs in {} folders, {reps} repetitions", jobs.div_ceil(10));
+    eprintln!(
+        "[reconcile] {jobs} jobs in {} folders, {reps} repetitions",
+        jobs.div_ceil(10)
+    );
 
     let (mut cold, mut one, mut peer) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
         rt.block_on(async {
-            let sched = Scheduler::start_with_runner(SchedulerConfig::default(), Arc::new(SystemClock), Arc::new(Noop));
+            let sched = Scheduler::start_with_runner(
+                SchedulerConfig::default(),
+                Arc::new(SystemClock),
+                Arc::new(Noop),
+            );
             let mut caches = (FolderCache::default(), LoadCache::default());
-            let (t_cold, applied, created) = reconcile(&root, &sched, &BTreeMap::new(), "cold", &mut caches).await;
+            let (t_cold, applied, created) =
+                reconcile(&root, &sched, &BTreeMap::new(), "cold", &mut caches).await;
             assert_eq!(created, jobs);
             cold.push(t_cold);
             // One file changes (and the rest are older than the racy-clean
@@ -150,8 +177,19 @@ fn main() {
         peer.push(t.elapsed());
     }
     let (c, o, p) = (median(cold), median(one), median(peer));
-    println!("reconcile of {jobs} jobs in {} folders (median of {reps}):", jobs.div_ceil(10));
-    println!("  cold read+load+plan+apply  {:8.1} ms   target <= 1000 ms   ({:.1}x the toml-only parse)", ms(c), ms(c) / ms(p));
-    println!("  one-file change            {:8.1} ms   target <=   50 ms   ({:.1}x the toml-only parse)", ms(o), ms(o) / ms(p));
+    println!(
+        "reconcile of {jobs} jobs in {} folders (median of {reps}):",
+        jobs.div_ceil(10)
+    );
+    println!(
+        "  cold read+load+plan+apply  {:8.1} ms   target <= 1000 ms   ({:.1}x the toml-only parse)",
+        ms(c),
+        ms(c) / ms(p)
+    );
+    println!(
+        "  one-file change            {:8.1} ms   target <=   50 ms   ({:.1}x the toml-only parse)",
+        ms(o),
+        ms(o) / ms(p)
+    );
     println!("  peer: read + toml parse    {:8.1} ms", ms(p));
 }

@@ -894,14 +894,9 @@ impl Core {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                let result = ExecResult {
-                    outcome: Outcome::SpawnFailed(format!("execution panicked: {msg}")),
-                    output: Vec::new(),
-                    output_dropped: 0,
-                    killed: false,
-                    stragglers_killed: false,
-                    finished: self.clock.now(),
-                };
+                let mut result =
+                    ExecResult::ended(Outcome::SpawnFailed(format!("execution panicked: {msg}")));
+                result.finished = self.clock.now();
                 (exec_id, result)
             }
             // Only shutdown aborts tasks, and it accounts for them itself.
@@ -1095,17 +1090,7 @@ impl Core {
                 let token = self.root.child_token();
                 self.tasks.spawn(async move {
                     token.cancelled().await;
-                    (
-                        0,
-                        Ok(ExecResult {
-                            outcome: Outcome::Cancelled,
-                            output: Vec::new(),
-                            output_dropped: 0,
-                            killed: false,
-                            stragglers_killed: false,
-                            finished: Utc::now(),
-                        }),
-                    )
+                    (0, Ok(ExecResult::ended(Outcome::Cancelled)))
                 });
             }
             Fault::OrphanProcessGroup(pgid) => {

@@ -121,6 +121,21 @@ pub struct ExecResult {
     pub finished: DateTime<Utc>,
 }
 
+impl ExecResult {
+    /// An execution that ended with `outcome`, now, without output or
+    /// kills (a spawn failure, a cancellation, a test runner's run).
+    pub fn ended(outcome: Outcome) -> ExecResult {
+        ExecResult {
+            outcome,
+            output: Vec::new(),
+            output_dropped: 0,
+            killed: false,
+            stragglers_killed: false,
+            finished: Utc::now(),
+        }
+    }
+}
+
 /// Keeps the last `cap` bytes written to it and counts the rest.
 #[derive(Debug)]
 pub struct Tail {
@@ -392,14 +407,7 @@ async fn run_process(mut cmd: Command, req: &ExecRequest) -> ExecResult {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            return ExecResult {
-                outcome: Outcome::SpawnFailed(e.to_string()),
-                output: Vec::new(),
-                output_dropped: 0,
-                killed: false,
-                stragglers_killed: false,
-                finished: Utc::now(),
-            };
+            return ExecResult::ended(Outcome::SpawnFailed(e.to_string()));
         }
     };
     let pgid = child.id().unwrap_or(0);
