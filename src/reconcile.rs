@@ -17,7 +17,7 @@ use crate::plan::{diff, spec_digest};
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::snapshot::Snapshot;
 use crate::spec::load::{LoadCache, load_cached};
-use crate::spec::{Diagnostic, JobId, LoadOptions, Settings};
+use crate::spec::{Diagnostic, JobId, JobSpec, LoadOptions, Settings};
 
 /// What one reconcile did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +38,66 @@ pub enum Outcome {
     Stopped,
 }
 
+/// Jobs by id, shared between the reconciler and its readers.
+pub type Jobs = Arc<BTreeMap<JobId, JobSpec>>;
+
+/// What the reconciler knows after an attempt, for the API and drift:
+/// cheap to clone (the job maps are shared, not copied).
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub status: Status,
+    /// The jobs of the observed revision, when it is valid. `None` when it
+    /// is invalid (drift then compares with the applied jobs and reports
+    /// the revision as stale) or nothing was read yet.
+    pub observed_jobs: Option<Jobs>,
+    /// The jobs of the applied revision (empty before the first apply).
+    pub applied_jobs: Jobs,
+    /// When the source was last read successfully.
+    pub last_fetch_ok: Option<DateTime<Utc>>,
+}
+
+impl Outcome {
+    /// A short name (`applied`, `stalled`, ...), for logs and the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Unchanged => "unchanged",
+            Outcome::Applied { .. } => "applied",
+            Outcome::Stalled { .. } => "stalled",
+            Outcome::FetchFailed => "fetch_failed",
+            Outcome::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Applied {
+                created,
+                updated,
+                deleted,
+            } => write!(
+                f,
+                "applied: {created} created, {updated} updated, {deleted} deleted"
+            ),
+            Outcome::Stalled { errors } => write!(f, "stalled: {errors} errors, nothing applied"),
+            Outcome::FetchFailed => {
+                f.write_str("fetch failed: the last good revision keeps running")
+            }
+            Outcome::Unchanged => f.write_str("unchanged: the revision is already applied"),
+            Outcome::Stopped => f.write_str("stopped: the scheduler is shutting down"),
+        }
+    }
+}
+
 /// Drives the scheduler toward the snapshots it is given.
 pub struct Reconciler {
     scheduler: Arc<Scheduler>,
     /// Digests of the specs last applied, by job.
     applied: BTreeMap<JobId, u64>,
+    applied_jobs: Jobs,
+    observed_jobs: Option<Jobs>,
+    last_fetch_ok: Option<DateTime<Utc>>,
     applied_settings: Option<Settings>,
     status: Status,
     /// Validation results of unchanged jobs, reused across revisions.
@@ -60,6 +115,9 @@ impl Reconciler {
         Reconciler {
             scheduler,
             applied: BTreeMap::new(),
+            applied_jobs: Jobs::default(),
+            observed_jobs: None,
+            last_fetch_ok: None,
             applied_settings: None,
             status: Status::default(),
             cache,
@@ -68,6 +126,16 @@ impl Reconciler {
 
     pub fn status(&self) -> &Status {
         &self.status
+    }
+
+    /// A snapshot of what the reconciler knows.
+    pub fn view(&self) -> View {
+        View {
+            status: self.status.clone(),
+            observed_jobs: self.observed_jobs.clone(),
+            applied_jobs: self.applied_jobs.clone(),
+            last_fetch_ok: self.last_fetch_ok,
+        }
     }
 
     fn set_condition(&mut self, c: Condition) {
@@ -119,6 +187,7 @@ impl Reconciler {
         let snapshot = match fetched {
             Ok(s) => {
                 self.clear(|c| matches!(c, Condition::FetchFailed { .. }));
+                self.last_fetch_ok = Some(now);
                 s
             }
             Err(error) => {
@@ -130,6 +199,16 @@ impl Reconciler {
         let revision = snapshot.revision.clone();
         self.status.observed_revision = Some(revision.clone());
         if self.status.applied_revision.as_deref() == Some(revision.as_str()) {
+            // Back on the applied revision (say, a bad commit reverted): an
+            // earlier stall no longer describes what git holds.
+            self.clear(|c| matches!(c, Condition::Stalled { .. }));
+            if self.observed_jobs.is_none() {
+                self.observed_jobs = Some(self.applied_jobs.clone());
+                self.set_condition(Condition::Ready {
+                    revision,
+                    since: now,
+                });
+            }
             return Outcome::Unchanged;
         }
         let opts = LoadOptions {
@@ -165,6 +244,7 @@ impl Reconciler {
                 diagnostics,
             });
             self.clear(|c| matches!(c, Condition::Ready { .. }));
+            self.observed_jobs = None;
             return Outcome::Stalled { errors };
         }
         if let Some(prev) = self.applied_settings
@@ -188,6 +268,8 @@ impl Reconciler {
             .map(|(id, s)| (id.clone(), spec_digest(s)))
             .collect();
         self.applied_settings.get_or_insert(loaded.desired.settings);
+        self.applied_jobs = Arc::new(loaded.desired.jobs);
+        self.observed_jobs = Some(self.applied_jobs.clone());
         self.status.applied_revision = Some(revision.clone());
         self.clear(|c| matches!(c, Condition::Stalled { .. }));
         self.set_condition(Condition::Ready {

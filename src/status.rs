@@ -3,14 +3,14 @@
 //! it), so neither imports the other.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Diagnostics kept in the status: enough to act on, bounded.
 pub const MAX_STATUS_DIAGNOSTICS: usize = 20;
 
 /// Why the applied revision is what it is (the Flux convention: one
 /// condition of each kind, with the time it became true).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Condition {
     /// The observed revision is applied.
@@ -31,7 +31,7 @@ pub enum Condition {
 }
 
 /// What the reconciler knows, written on every attempt.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     pub observed_revision: Option<String>,
     pub applied_revision: Option<String>,

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::{FieldChange, field_changes, spec_digest};
 use crate::scheduler::state::{LeakReason, RunningState};
@@ -17,7 +17,7 @@ use crate::spec::{JobId, JobSpec};
 use crate::status::{Condition, Status};
 
 /// The kinds of difference, in the order reports list them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DriftKind {
     Stale,
@@ -48,10 +48,37 @@ impl DriftKind {
             DriftKind::Leaked => "leaked",
         }
     }
+
+    /// The kind named `name` (as in `--fail-on`).
+    pub fn parse(name: &str) -> Option<DriftKind> {
+        DriftKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// The version of the JSON form of [`DriftReport`]; bumped on any change a
+/// consumer could notice.
+pub const DRIFT_FORMAT_VERSION: u32 = 1;
+
+/// Where the desired revision came from, which decides what a failing
+/// fetch means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceOrigin {
+    /// The daemon's own last read of its source: while fetching fails,
+    /// nobody knows whether git moved on, and that is itself drift.
+    Daemon,
+    /// A revision the caller read itself (`drift --ref`): authoritative.
+    Local,
+}
+
+/// Whether two revision names name the same content: `main@sha1:abc` and
+/// `origin/main@sha1:abc` do (the part after the last `@` is the digest).
+pub fn same_revision(a: &str, b: &str) -> bool {
+    let digest = |r: &str| r.rsplit_once('@').map_or(r, |(_, d)| d).to_string();
+    digest(a) == digest(b)
 }
 
 /// One difference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriftItem {
     pub kind: DriftKind,
     /// The job it is about, if any (`stale` is about the whole revision).
@@ -66,8 +93,10 @@ pub struct DriftItem {
 }
 
 /// The report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriftReport {
+    /// [`DRIFT_FORMAT_VERSION`].
+    pub format_version: u32,
     pub generated_at: DateTime<Utc>,
     /// The revision git says should run.
     pub source_revision: Option<String>,
@@ -96,6 +125,7 @@ pub struct DriftInput<'a> {
     pub running_specs: Option<&'a BTreeMap<JobId, JobSpec>>,
     pub running: &'a RunningState,
     pub status: &'a Status,
+    pub origin: SourceOrigin,
     pub now: DateTime<Utc>,
 }
 
@@ -115,12 +145,20 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
         .applied_revision
         .as_deref()
         .or(input.running.revision.as_deref());
+    let fetch_failing = input
+        .status
+        .conditions
+        .iter()
+        .any(|c| matches!(c, Condition::FetchFailed { .. }));
+    let behind = |src: &str| applied.is_none_or(|a| !same_revision(a, src));
     if let Some(src) = input.source_revision
-        && applied != Some(src)
+        && (behind(src) || (fetch_failing && input.origin == SourceOrigin::Daemon))
     {
         let mut details = Vec::new();
         let mut reason = "not applied yet (the next reconcile will apply it)".to_string();
-        let mut action = "wait for the next poll, or reconcile now (SIGHUP)".to_string();
+        let mut action =
+            "wait for the next poll, or reconcile now (POST /api/v1/reconcile, or SIGHUP)"
+                .to_string();
         for c in &input.status.conditions {
             match c {
                 Condition::Stalled {
@@ -128,7 +166,7 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
                     errors,
                     diagnostics,
                     since,
-                } if revision == src => {
+                } if same_revision(revision, src) => {
                     reason = format!(
                         "it is invalid ({errors} errors) and was not applied, since {since}"
                     );
@@ -137,7 +175,13 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
                     details.extend(diagnostics.iter().cloned());
                 }
                 Condition::FetchFailed { error, since } => {
-                    reason = format!("fetching it fails since {since}: {error}");
+                    reason = if behind(src) {
+                        format!("fetching fails since {since}: {error}")
+                    } else {
+                        format!(
+                            "git may have moved on since: fetching fails since {since}: {error}"
+                        )
+                    };
                     action = "check the source's URL, credentials and network; it is retried with backoff".into();
                 }
                 _ => {}
@@ -146,10 +190,14 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
         items.push(DriftItem {
             kind: DriftKind::Stale,
             job: None,
-            summary: format!(
-                "running {} but git is at {src}: {reason}",
-                applied.unwrap_or("nothing")
-            ),
+            summary: if behind(src) {
+                format!(
+                    "running {} but git is at {src}: {reason}",
+                    applied.unwrap_or("nothing")
+                )
+            } else {
+                format!("running {src}, the last revision read from git; {reason}")
+            },
             action,
             details,
         });
@@ -248,6 +296,7 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
     }
     items.sort_by(|a, b| (a.kind, &a.job).cmp(&(b.kind, &b.job)));
     DriftReport {
+        format_version: DRIFT_FORMAT_VERSION,
         generated_at: input.now,
         source_revision: input.source_revision.map(str::to_string),
         applied_revision: applied.map(str::to_string),
@@ -295,6 +344,7 @@ mod tests {
         RunningState {
             now: DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
             revision: Some(rev.into()),
+            job_counts: Default::default(),
             jobs,
             running: 0,
             max_running: 64,
@@ -326,6 +376,7 @@ mod tests {
             running_specs: None,
             running: &run,
             status: &status,
+            origin: SourceOrigin::Daemon,
             now: run.now,
         });
         assert!(report.in_sync(), "{report:?}");
@@ -374,6 +425,7 @@ mod tests {
             running_specs: Some(&old),
             running: &run,
             status: &status,
+            origin: SourceOrigin::Daemon,
             now: run.now,
         });
         let kinds: Vec<(DriftKind, Option<&str>)> = report

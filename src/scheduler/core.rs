@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use super::clock::Clock;
 use super::executor::{ExecRequest, ExecResult, ExecShared, Outcome, group_alive, signal_group};
 use super::state::{
-    ApplyReport, AuditReport, Counters, ExecutionState, JobState, LeakReason, LeakedTask,
-    OutcomeRecord, RunningState, ShutdownReport,
+    ApplyReport, AuditReport, Counters, DURATION_BUCKETS, ExecutionState, JobCounts, JobFilter,
+    JobState, LATENESS_BUCKETS, LeakReason, LeakedTask, OutcomeRecord, RunningState,
+    ShutdownReport,
 };
 use super::timers::TimerIndex;
 use super::{Fault, Runner, SchedulerConfig, SchedulerError};
@@ -72,6 +73,7 @@ pub enum Command {
         reply: oneshot::Sender<ApplyReport>,
     },
     State {
+        filter: JobFilter,
         reply: oneshot::Sender<RunningState>,
     },
     Suspend {
@@ -347,8 +349,8 @@ impl Core {
                 let r = self.apply(plan, revision);
                 let _ = reply.send(r);
             }
-            Command::State { reply } => {
-                let _ = reply.send(self.snapshot());
+            Command::State { filter, reply } => {
+                let _ = reply.send(self.snapshot(&filter));
             }
             Command::Suspend { id, reply } => {
                 let _ = reply.send(self.set_override(&id, false));
@@ -862,6 +864,8 @@ impl Core {
         job.running.push(exec_id);
         self.running += 1;
         self.counters.started += 1;
+        let late = (now - p.slot).num_milliseconds().max(0) as u64;
+        self.counters.lateness.observe(&LATENESS_BUCKETS, late);
         tracing::info!(job = %p.job, run_id = %run_id, attempt = p.attempt, "run started");
         self.execs.insert(
             exec_id,
@@ -920,6 +924,8 @@ impl Core {
             Outcome::Cancelled => c.cancelled += 1,
             Outcome::SpawnFailed(_) => c.spawn_failed += 1,
         }
+        let took = (result.finished - rec.started).num_milliseconds().max(0) as u64;
+        c.duration.observe(&DURATION_BUCKETS, took);
         c.killed += u64::from(result.killed);
         c.stragglers_killed += u64::from(result.stragglers_killed);
         if tracing::enabled!(tracing::Level::INFO) {
@@ -1099,7 +1105,7 @@ impl Core {
         }
     }
 
-    fn snapshot(&self) -> RunningState {
+    fn snapshot(&self, filter: &JobFilter) -> RunningState {
         let now = self.clock.now();
         let exec_state = |id: &u64| {
             let r = self.execs.get(id)?;
@@ -1124,9 +1130,31 @@ impl Core {
         for p in &self.global_queue {
             *queued_global.entry(&p.job).or_default() += 1;
         }
-        let mut jobs: Vec<JobState> = self
-            .jobs
-            .iter()
+        let manual = |j: &JobEntry| {
+            j.running
+                .iter()
+                .any(|e| self.execs.get(e).is_some_and(|r| r.manual))
+        };
+        let mut counts = JobCounts {
+            total: self.jobs.len(),
+            ..JobCounts::default()
+        };
+        for j in self.jobs.values() {
+            match (j.active(), j.enabled_override) {
+                (true, _) => counts.active += 1,
+                (false, Some(false)) => counts.suspended += 1,
+                (false, _) => counts.disabled += 1,
+            }
+            if j.enabled_override.is_some() || manual(j) {
+                counts.overridden += 1;
+            }
+        }
+        let selected: Box<dyn Iterator<Item = (&JobId, &JobEntry)>> = match filter {
+            JobFilter::All => Box::new(self.jobs.iter()),
+            JobFilter::One(id) => Box::new(self.jobs.get_key_value(id).into_iter()),
+            JobFilter::None => Box::new(std::iter::empty()),
+        };
+        let mut jobs: Vec<JobState> = selected
             .map(|(id, j)| JobState {
                 id: id.to_string(),
                 spec_digest: format!("{:016x}", j.digest),
@@ -1134,10 +1162,7 @@ impl Core {
                 enabled: j.spec.enabled,
                 suspended: !j.active(),
                 // Suspended/resumed against git, or running a manual trigger.
-                overridden: j.enabled_override.is_some()
-                    || j.running
-                        .iter()
-                        .any(|e| self.execs.get(e).is_some_and(|r| r.manual)),
+                overridden: j.enabled_override.is_some() || manual(j),
                 next_fire: j.next_fire,
                 active: j.running.iter().filter_map(exec_state).collect(),
                 queued: j.queue.len() + queued_global.get(id).copied().unwrap_or(0),
@@ -1149,6 +1174,7 @@ impl Core {
             now,
             revision: self.revision.as_deref().map(str::to_string),
             jobs,
+            job_counts: counts,
             running: self.running,
             max_running: self.config.max_running,
             queued: self.global_queue.len()

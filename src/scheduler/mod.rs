@@ -28,7 +28,9 @@ use tokio::task::JoinHandle;
 pub use clock::{Clock, SystemClock, TestClock};
 pub use core::{LEAK_SLACK, MAX_SLEEP, OUTCOME_RING, SHUTDOWN_KILL_GRACE, run_id};
 pub use executor::{ExecRequest, ExecResult, Outcome};
-pub use state::{ApplyReport, AuditReport, Counters, LeakReason, RunningState, ShutdownReport};
+pub use state::{
+    ApplyReport, AuditReport, Counters, JobFilter, LeakReason, RunningState, ShutdownReport,
+};
 
 use crate::plan::Plan;
 use crate::spec::{JobId, Settings};
@@ -175,7 +177,16 @@ impl Scheduler {
     /// # Errors
     /// [`SchedulerError::Stopped`] after shutdown.
     pub async fn state(&self) -> Result<RunningState, SchedulerError> {
-        self.call(|reply| Command::State { reply }).await
+        self.state_of(JobFilter::All).await
+    }
+
+    /// A snapshot listing only the jobs `filter` asks for (counts,
+    /// counters and leaks are always complete).
+    ///
+    /// # Errors
+    /// [`SchedulerError::Stopped`] after shutdown.
+    pub async fn state_of(&self, filter: JobFilter) -> Result<RunningState, SchedulerError> {
+        self.call(|reply| Command::State { filter, reply }).await
     }
 
     /// Stops firing a job until resumed (running executions go on).

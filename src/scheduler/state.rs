@@ -2,11 +2,48 @@
 //! the API and the tests read. Serialize-only.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Upper bounds (seconds) of the lateness histogram's buckets: how long
+/// after its slot a run started (jitter and queueing included). A healthy
+/// scheduler lives in the first three; the rest say how bad it got.
+pub const LATENESS_BUCKETS: [f64; 10] =
+    [0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0];
+
+/// Upper bounds (seconds) of the run duration histogram's buckets.
+pub const DURATION_BUCKETS: [f64; 10] = [
+    0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+];
+
+/// A fixed-size histogram owned by the scheduler task (no atomics: one
+/// writer). Cumulative since start, like the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Observations at or below each bound and above the one before (not
+    /// cumulative), then those above the last bound.
+    pub buckets: [u64; 11],
+    /// Sum of observations, milliseconds.
+    pub sum_ms: u64,
+    pub count: u64,
+}
+
+impl Histogram {
+    /// Records one observation of `ms` milliseconds against `bounds`.
+    pub fn observe(&mut self, bounds: &[f64; 10], ms: u64) {
+        let secs = ms as f64 / 1000.0;
+        let i = bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(bounds.len());
+        self.buckets[i] += 1;
+        self.sum_ms = self.sum_ms.saturating_add(ms);
+        self.count += 1;
+    }
+}
 
 /// Totals since start. Every skip, drop and overflow has a named counter:
 /// nothing the scheduler decides not to do is silent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// Slots that came due (each slot once, whatever happened to it).
     pub fires: u64,
@@ -46,10 +83,14 @@ pub struct Counters {
     pub stragglers_killed: u64,
     pub audit_runs: u64,
     pub audit_violations: u64,
+    /// Start minus slot of every started run ([`LATENESS_BUCKETS`]).
+    pub lateness: Histogram,
+    /// Finish minus start of every finished run ([`DURATION_BUCKETS`]).
+    pub duration: Histogram,
 }
 
 /// One execution in flight.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionState {
     pub run_id: String,
     pub job: String,
@@ -70,7 +111,7 @@ pub struct ExecutionState {
 }
 
 /// The outcome of a finished execution (kept in a short ring per job).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
     pub run_id: String,
     pub attempt: u32,
@@ -81,7 +122,7 @@ pub struct OutcomeRecord {
 }
 
 /// One job as the scheduler holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobState {
     pub id: String,
     /// Digest of the spec it runs (hex).
@@ -103,7 +144,7 @@ pub struct JobState {
 }
 
 /// Why an execution is reported as leaked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeakReason {
     /// Its job left git and it outlived the kill grace.
@@ -117,7 +158,7 @@ pub enum LeakReason {
 }
 
 /// An execution (or process) that should not exist.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeakedTask {
     pub reason: LeakReason,
     pub job: String,
@@ -129,7 +170,7 @@ pub struct LeakedTask {
 }
 
 /// The last audit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
     pub at: Option<DateTime<Utc>>,
     pub timer_entries: usize,
@@ -140,13 +181,40 @@ pub struct AuditReport {
     pub violations: Vec<String>,
 }
 
+/// How many jobs are in each state (always complete, whatever
+/// [`JobFilter`] asked for).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCounts {
+    pub total: usize,
+    /// Firing on schedule.
+    pub active: usize,
+    /// Stopped through the API.
+    pub suspended: usize,
+    /// `enabled = false` in git (and not resumed through the API).
+    pub disabled: usize,
+    /// Differing from git at run time (see [`JobState::overridden`]).
+    pub overridden: usize,
+}
+
+/// Which jobs a snapshot lists: the counts are always there, but a list
+/// of a hundred thousand jobs is not what `/metrics` or one job's page
+/// should pay for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobFilter {
+    All,
+    One(crate::spec::JobId),
+    None,
+}
+
 /// The whole running state at one instant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningState {
     pub now: DateTime<Utc>,
     /// The revision the jobs came from (last applied).
     pub revision: Option<String>,
+    /// The jobs the snapshot was asked for ([`JobFilter`]), by id.
     pub jobs: Vec<JobState>,
+    pub job_counts: JobCounts,
     pub running: usize,
     pub max_running: u32,
     pub queued: usize,
