@@ -1,5 +1,6 @@
 //! driftcron: a GitOps job scheduler. See DESIGN.md for the architecture.
 
+pub mod api;
 pub mod cli;
 pub mod drift;
 pub mod fxhash;

@@ -21,7 +21,7 @@ struct Daemon {
 impl Daemon {
     fn start(schedules: &Path, log: &Path) -> Daemon {
         let child = Command::new(bin())
-            .args(["run", "--path"])
+            .args(["run", "--listen", "127.0.0.1:0", "--path"])
             .arg(schedules)
             .args(["--poll", "1s", "--shutdown-timeout", "2s"])
             .env("DRIFTCRON_LOG", "info")
@@ -168,7 +168,7 @@ fn daemon_follows_the_folder_keeps_the_last_good_state_and_stops_cleanly() {
 fn daemon_refuses_a_missing_folder() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(bin())
-        .args(["run", "--path"])
+        .args(["run", "--listen", "127.0.0.1:0", "--path"])
         .arg(dir.path().join("nope"))
         .output()
         .unwrap();
@@ -245,6 +245,8 @@ fn daemon_follows_a_git_remote() {
     let child = Command::new(bin())
         .args([
             "run",
+            "--listen",
+            "127.0.0.1:0",
             "--repo",
             &format!("file://{}", remote.display()),
             "--branch",
@@ -346,6 +348,8 @@ fn sighup_reconciles_now() {
     let child = Command::new(bin())
         .args([
             "run",
+            "--listen",
+            "127.0.0.1:0",
             "--repo",
             &format!("file://{}", remote.display()),
             "--poll",

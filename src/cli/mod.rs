@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod drift;
 pub mod next;
 pub mod plan;
 pub mod run;
@@ -26,6 +27,7 @@ pub enum Command {
     Validate(validate::Args),
     Plan(plan::Args),
     Next(next::Args),
+    Drift(drift::Args),
 }
 
 /// Output format of reports.
@@ -50,5 +52,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Next(args) => next::run(&args),
+        Command::Drift(args) => drift::run(&args),
     }
 }

@@ -7,14 +7,18 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use chrono::Utc;
 use clap::ValueEnum;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::reconcile::{Outcome, Reconciler};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState, Nudge, ReconcileDone, Secret, Telemetry};
+use crate::reconcile::{Outcome, Reconciler, View};
 use crate::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use crate::snapshot::Snapshot;
 use crate::source::{FolderCache, GitRef, GitSource, GitSpec, read_folder_cached, watch_folder};
@@ -70,6 +74,78 @@ pub struct Args {
     /// Log format (logs go to stderr; level from DRIFTCRON_LOG, default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Where the HTTP API (health, metrics, status, drift, webhook)
+    /// listens, or `off`. Port 0 picks a free port (logged).
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR|off")]
+    pub listen: String,
+    /// A file holding the API's bearer token (default: the
+    /// DRIFTCRON_API_TOKEN variable). Without a token the mutating
+    /// endpoints are disabled.
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// A file holding the git webhook's secret (default: the
+    /// DRIFTCRON_WEBHOOK_SECRET variable). Without one /hooks/git is
+    /// disabled.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without an API token.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// A secret from a file (which must exist and hold one) or else from the
+/// environment.
+fn read_secret(file: Option<&PathBuf>, var: &str) -> anyhow::Result<Option<Secret>> {
+    match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            Secret::new(&text)
+                .map(Some)
+                .with_context(|| format!("{} is empty", f.display()))
+        }
+        None => Ok(std::env::var(var).ok().and_then(|v| Secret::new(&v))),
+    }
+}
+
+/// The API's listener and secrets, checked before anything starts: a
+/// daemon that cannot serve what it was asked to serve says so at once.
+struct ApiSetup {
+    listener: tokio::net::TcpListener,
+    token: Option<Secret>,
+    webhook_secret: Option<Secret>,
+}
+
+async fn api_setup(args: &Args) -> anyhow::Result<Option<ApiSetup>> {
+    if args.listen == "off" {
+        return Ok(None);
+    }
+    let addr: std::net::SocketAddr = args.listen.parse().with_context(|| {
+        format!(
+            "--listen {:?}: expected an address like 127.0.0.1:8787, or off",
+            args.listen
+        )
+    })?;
+    let token = read_secret(args.api_token_file.as_ref(), "DRIFTCRON_API_TOKEN")?;
+    let webhook_secret = read_secret(
+        args.webhook_secret_file.as_ref(),
+        "DRIFTCRON_WEBHOOK_SECRET",
+    )?;
+    if !api::is_loopback(&addr) && token.is_none() && !args.insecure {
+        anyhow::bail!(
+            "--listen {addr} is not a loopback address and no API token is configured; \
+             set DRIFTCRON_API_TOKEN or --api-token-file (or pass --insecure to serve the \
+             read-only API to the network anyway)"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (choose another with --listen ADDR, or --listen off)")
+    })?;
+    Ok(Some(ApiSetup {
+        listener,
+        token,
+        webhook_secret,
+    }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -248,6 +324,27 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     result
 }
 
+/// The reconcile side of the daemon loop.
+struct Loop {
+    reconciler: Reconciler,
+    backoff: Backoff,
+    view: watch::Sender<Arc<View>>,
+    telemetry: Telemetry,
+}
+
+impl Loop {
+    /// Reconciles what was fetched, and publishes the result.
+    async fn finish(&mut self, fetched: Result<Snapshot, String>, began: Instant) -> Outcome {
+        let outcome = self.reconciler.reconcile(fetched, Utc::now()).await;
+        self.backoff.record(&outcome);
+        self.telemetry
+            .reconcile_duration
+            .observe(began.elapsed().as_secs_f64());
+        self.view.send_replace(Arc::new(self.reconciler.view()));
+        outcome
+    }
+}
+
 /// Fetches unless SIGTERM/SIGINT arrives first (`None`): a slow source
 /// never makes the daemon deaf to signals.
 async fn fetch_unless_signalled(
@@ -278,6 +375,8 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
     crate::source::set_network_timeouts(Duration::from_secs(30), Duration::from_secs(120));
+    let api = api_setup(args).await?;
+    let began = Instant::now();
     let Some(first) = fetch_unless_signalled(&source, &mut term, &mut int).await else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -313,12 +412,40 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
         max_queued = settings.scheduler.max_queued,
         "driftcron started"
     );
-    let mut reconciler = Reconciler::with_cache(scheduler.clone(), cache);
-    let mut backoff = Backoff::default();
-    backoff.record(&reconciler.reconcile(first, Utc::now()).await);
+    let (view_tx, view_rx) = watch::channel(Arc::new(View::default()));
+    let (nudge_tx, mut nudges) = mpsc::channel::<Nudge>(api::NUDGE_QUEUE);
+    let telemetry = Telemetry::default();
+    let stop_api = CancellationToken::new();
+    let server = api.map(|setup| {
+        let state = Arc::new(ApiState {
+            scheduler: scheduler.clone(),
+            view: view_rx,
+            nudges: nudge_tx.clone(),
+            token: setup.token,
+            webhook_secret: setup.webhook_secret,
+            telemetry: telemetry.clone(),
+            source: source.describe(),
+        });
+        if let Ok(addr) = setup.listener.local_addr() {
+            tracing::info!(%addr, "api listening");
+        }
+        tokio::spawn(api::serve(
+            setup.listener,
+            api::router(state),
+            stop_api.clone(),
+            Duration::from_secs(2),
+        ))
+    });
+    let mut daemon = Loop {
+        reconciler: Reconciler::with_cache(scheduler.clone(), cache),
+        backoff: Backoff::default(),
+        view: view_tx,
+        telemetry,
+    };
+    daemon.finish(first, began).await;
 
-    // Folders are watched; git sources are polled (a webhook will nudge
-    // them later).
+    // Folders are watched; git sources are polled and nudged by the
+    // webhook.
     let mut watch = match &source {
         Source::Folder(path, _) => match watch_folder(path.as_path()) {
             Ok(w) => Some(w),
@@ -334,6 +461,7 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     poll.tick().await;
 
     loop {
+        let mut reply = None;
         tokio::select! {
             Some(()) = async {
                 match watch.as_mut() {
@@ -346,26 +474,35 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
                 if let Some(w) = watch.as_mut() {
                     while w.nudges.try_recv().is_ok() {}
                 }
-                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
-                backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
             }
-            _ = poll.tick() => {
-                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
-                backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
+            _ = poll.tick() => {}
+            _ = sleep_until_opt(daemon.backoff.retry_at) => {
+                tracing::info!(attempt = daemon.backoff.failures + 1, "retrying the fetch");
             }
-            _ = sleep_until_opt(backoff.retry_at) => {
-                tracing::info!(attempt = backoff.failures + 1, "retrying the fetch");
-                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
-                backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
-            }
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reconciling now");
-                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
-                backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
+            _ = hup.recv() => tracing::info!("SIGHUP: reconciling now"),
+            Some(n) = nudges.recv() => {
+                tracing::info!(by = n.reason, "reconcile requested");
+                reply = n.reply;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        let began = Instant::now();
+        let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else {
+            break;
+        };
+        let outcome = daemon.finish(fetched, began).await;
+        if let Some(reply) = reply {
+            let _ = reply.send(ReconcileDone {
+                outcome: outcome.name(),
+                message: outcome.to_string(),
+                status: daemon.reconciler.status().clone(),
+            });
+        }
+    }
+    stop_api.cancel();
+    if let Some(server) = server {
+        let _ = server.await;
     }
 
     tracing::info!(timeout = ?args.shutdown_timeout, "shutting down: letting running executions finish");

@@ -3,6 +3,7 @@
 //! GitHub workflow annotations.
 
 pub mod diagnostics;
+pub mod drift;
 pub mod plan;
 
 /// Version of every JSON document driftcron prints. Bumped only when a
