@@ -278,3 +278,23 @@ fn readme_examples_work() {
     }
     assert!(ran >= 5, "expected README examples, found {ran}");
 }
+
+#[test]
+fn usage_errors_exit_1_not_2_and_help_exits_0() {
+    // 2 means "changes" (plan) and "drift" (drift): a typo in a CI job
+    // must not read as either.
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(bin())
+        .args(["drift"])
+        .env_remove("DRIFTCRON_SERVER")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--server"), "{}", stderr(&o));
+    let o = run(&["plan", "--formt", "json"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let o = run(&["drift", "--help"], dir.path());
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("Exit status: 0 in sync, 2 drift"));
+}

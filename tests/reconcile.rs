@@ -107,3 +107,41 @@ async fn invalid_revisions_stall_and_the_last_good_one_keeps_running() {
     assert_eq!(r.status().last_attempt, Some(t(0) + TimeDelta::seconds(10)));
     sched.shutdown(std::time::Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_revert_to_the_applied_revision_clears_the_stall_and_the_view_follows() {
+    let sched = Arc::new(Scheduler::start(
+        SchedulerConfig::default(),
+        Arc::new(SystemClock),
+    ));
+    let mut r = Reconciler::new(sched.clone());
+    assert!(r.view().observed_jobs.is_none());
+    r.reconcile(snap("r1", &[("a.toml", JOB)]), t(0)).await;
+    let v = r.view();
+    assert_eq!(v.applied_jobs.len(), 1);
+    assert_eq!(v.observed_jobs.as_ref().map(|j| j.len()), Some(1));
+    assert_eq!(v.last_fetch_ok, Some(t(0)));
+
+    // A bad head: nothing observed to compare with, the applied jobs stay.
+    r.reconcile(snap("r2", &[("a.toml", "schedule = 1\n")]), t(1))
+        .await;
+    let v = r.view();
+    assert!(v.observed_jobs.is_none());
+    assert_eq!(v.applied_jobs.len(), 1);
+
+    // Reverted to r1: unchanged for the scheduler, but the status must not
+    // still say Stalled about a revision git no longer holds.
+    let out = r.reconcile(snap("r1", &[("a.toml", JOB)]), t(2)).await;
+    assert_eq!(out, Outcome::Unchanged);
+    assert!(
+        matches!(r.status().conditions[..], [Condition::Ready { ref revision, .. }] if revision == "r1"),
+        "{:?}",
+        r.status()
+    );
+    assert_eq!(r.view().observed_jobs.map(|j| j.len()), Some(1));
+
+    // A failing fetch keeps the last successful time.
+    r.reconcile(Err("timeout".into()), t(3)).await;
+    assert_eq!(r.view().last_fetch_ok, Some(t(2)));
+    sched.shutdown(std::time::Duration::from_secs(1)).await;
+}

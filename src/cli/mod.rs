@@ -46,7 +46,15 @@ pub enum Format {
 /// # Errors
 /// Anything that stops the command before it could report normally.
 pub fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    // Usage errors exit 1, not clap's 2: for `plan` and `drift`, 2 means
+    // "there are changes", and a typo in CI must not read as drift.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(ExitCode::from(if e.use_stderr() { 1 } else { 0 }));
+        }
+    };
     match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Plan(args) => plan::run(&args),
