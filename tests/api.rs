@@ -171,28 +171,30 @@ fn write(path: &Path, text: &str) {
     fs::write(path, text).unwrap();
 }
 
+/// `driftcron run` in folder mode on a temp `schedules/` holding `files`.
+/// Returns the temp dir (which also holds the log) with the daemon.
+fn folder_daemon(files: &[(&str, &str)], args: &[&str]) -> (tempfile::TempDir, Daemon) {
+    let dir = tempfile::tempdir().unwrap();
+    let schedules = dir.path().join("schedules");
+    for (name, text) in files {
+        write(&schedules.join(name), text);
+    }
+    let mut all = vec!["--source", "folder", "--path", "schedules"];
+    all.extend_from_slice(args);
+    let d = Daemon::start(&all, &[], dir.path(), &dir.path().join("log"));
+    (dir, d)
+}
+
 const EVERY_MINUTE: &str = "schedule = \"* * * * *\"\ncommand = [\"true\"]\n";
 
 #[test]
 fn auth_jobs_overrides_and_drift_exit_codes() {
-    let dir = tempfile::tempdir().unwrap();
-    let schedules = dir.path().join("schedules");
-    write(&schedules.join("a.toml"), EVERY_MINUTE);
-    write(&schedules.join("team/b.toml"), EVERY_MINUTE);
-    let token = dir.path().join("token");
+    let tokdir = tempfile::tempdir().unwrap();
+    let token = tokdir.path().join("token");
     fs::write(&token, format!("{TOKEN}\n")).unwrap();
-    let d = Daemon::start(
-        &[
-            "--source",
-            "folder",
-            "--path",
-            schedules.to_str().unwrap(),
-            "--api-token-file",
-            token.to_str().unwrap(),
-        ],
-        &[],
-        dir.path(),
-        &dir.path().join("log"),
+    let (_dir, d) = folder_daemon(
+        &[("a.toml", EVERY_MINUTE), ("team/b.toml", EVERY_MINUTE)],
+        &["--api-token-file", token.to_str().unwrap()],
     );
     d.wait_for("ready", Duration::from_secs(10), || {
         d.get("/readyz", None).status == 200
@@ -357,21 +359,18 @@ for fam in text_string_to_metric_families(sys.stdin.read()):
 
 #[test]
 fn metrics_parse_as_openmetrics_and_count_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let schedules = dir.path().join("schedules");
-    write(
-        &schedules.join("tick.toml"),
-        "schedule = \"* * * * * *\"\ncommand = [\"true\"]\n",
-    );
-    write(
-        &schedules.join("off.toml"),
-        "enabled = false\nschedule = \"@daily\"\ncommand = [\"true\"]\n",
-    );
-    let d = Daemon::start(
-        &["--source", "folder", "--path", schedules.to_str().unwrap()],
+    let (_dir, d) = folder_daemon(
+        &[
+            (
+                "tick.toml",
+                "schedule = \"* * * * * *\"\ncommand = [\"true\"]\n",
+            ),
+            (
+                "off.toml",
+                "enabled = false\nschedule = \"@daily\"\ncommand = [\"true\"]\n",
+            ),
+        ],
         &[],
-        dir.path(),
-        &dir.path().join("log"),
     );
     d.wait_for("two runs", Duration::from_secs(15), || {
         d.json("/api/v1/status", None)["counters"]["succeeded"]
@@ -778,18 +777,11 @@ fn webhook_signatures_bodies_and_disabled_mutations() {
 
 #[test]
 fn readyz_waits_for_a_valid_revision() {
-    let dir = tempfile::tempdir().unwrap();
-    let schedules = dir.path().join("schedules");
-    write(
-        &schedules.join("bad.toml"),
-        "schedule = \"nope\"\ncommand = [\"true\"]\n",
-    );
-    let d = Daemon::start(
-        &["--source", "folder", "--path", schedules.to_str().unwrap()],
+    let (dir, d) = folder_daemon(
+        &[("bad.toml", "schedule = \"nope\"\ncommand = [\"true\"]\n")],
         &[],
-        dir.path(),
-        &dir.path().join("log"),
     );
+    let schedules = dir.path().join("schedules");
     d.wait_for("a stalled status", Duration::from_secs(10), || {
         d.json("/api/v1/status", None)["conditions"]
             .to_string()
