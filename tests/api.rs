@@ -201,6 +201,17 @@ fn auth_jobs_overrides_and_drift_exit_codes() {
     });
     assert_eq!(d.get("/healthz", None).status, 200);
 
+    // The status page: counts and the verdict for anyone, job content
+    // only with the token.
+    let page = d.get("/", None);
+    assert_eq!(page.status, 200);
+    assert!(page.head.to_lowercase().contains("text/html"));
+    assert!(page.body.contains("2 jobs: 2 active"), "{}", page.body);
+    assert!(page.body.contains("In sync"), "{}", page.body);
+    assert!(!page.body.contains("team/b"), "{}", page.body);
+    let page = d.get("/", Some(TOKEN));
+    assert!(page.body.contains(">team/b</a>"), "{}", page.body);
+
     // A configured token guards reads too.
     let r = d.get("/api/v1/jobs", None);
     assert_eq!(r.status, 401, "{}", r.body);

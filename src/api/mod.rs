@@ -13,6 +13,7 @@
 
 mod auth;
 pub mod metrics;
+mod page;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -154,6 +155,7 @@ fn allow_write(st: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
 /// The router, without the listener (tests and `serve` share it).
 pub fn router(state: Shared) -> Router {
     Router::new()
+        .route("/", get(status_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
@@ -234,6 +236,17 @@ async fn metrics_handler(State(st): State<Shared>) -> ApiResult {
     let drift = daemon_drift(&view, &running, Utc::now());
     let body = metrics::render(running, (*view).clone(), drift, &st.telemetry);
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response())
+}
+
+async fn status_page(State(st): State<Shared>, headers: HeaderMap) -> ApiResult {
+    // Job content only for whoever may read the API; the drift verdict
+    // and the counts for everyone.
+    let detailed = allow_read(&st, &headers).is_ok();
+    let running = st.scheduler.state().await?;
+    let view = st.view.borrow().clone();
+    let drift = daemon_drift(&view, &running, Utc::now());
+    let html = page::render(&st.source, &view, &running, &drift, detailed);
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
 }
 
 async fn status(State(st): State<Shared>, headers: HeaderMap) -> ApiResult {
