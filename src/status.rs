@@ -30,6 +30,17 @@ pub enum Condition {
     FetchFailed { error: String, since: DateTime<Utc> },
 }
 
+impl Condition {
+    /// `Ready`, `Stalled` or `FetchFailed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Condition::Ready { .. } => "Ready",
+            Condition::Stalled { .. } => "Stalled",
+            Condition::FetchFailed { .. } => "FetchFailed",
+        }
+    }
+}
+
 /// What the reconciler knows, written on every attempt.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {

@@ -132,8 +132,13 @@ impl Resp {
 fn http(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> Resp {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+    let host = if headers.to_lowercase().contains("host:") {
+        ""
+    } else {
+        "Host: localhost\r\n"
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
+        "{method} {path} HTTP/1.1\r\n{host}Connection: close\r\nContent-Length: {}\r\n{headers}\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
@@ -318,7 +323,7 @@ fn auth_jobs_overrides_and_drift_exit_codes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
     let out = d.drift(&["--token-file", tok, "--fail-on", "nonsense"]);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(1), "a usage error is not drift");
     assert!(
         stderr(&out).contains("unknown drift kind"),
         "{}",
@@ -707,6 +712,7 @@ fn webhook_signatures_bodies_and_disabled_mutations() {
     assert_eq!(d.post("/api/v1/jobs/one/suspend", None).status, 403);
 
     repo.commit(&[("schedules/two.toml", Some(EVERY_MINUTE))], "two", true);
+    let before = d.json("/api/v1/status", None);
     let body = br#"{"ref":"refs/heads/main","after":"0000"}"#;
     let sig = driftcron::api::github_signature(SECRET, body);
     let hook = |headers: &str, body: &[u8]| http(d.port, "POST", "/hooks/git", headers, body);
@@ -746,7 +752,13 @@ fn webhook_signatures_bodies_and_disabled_mutations() {
     s.write_all(b"\x00\x01garbage\r\n\r\n\xff\xfe").unwrap();
     let _ = read_response(s);
     assert_eq!(d.get("/healthz", None).status, 200);
-    // None of that made the daemon fetch.
+    // None of that made the daemon fetch: its last attempt is the same a
+    // moment later.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        d.json("/api/v1/status", None)["last_attempt"],
+        before["last_attempt"]
+    );
     assert_eq!(
         d.json("/api/v1/jobs", None)["jobs"]
             .as_array()
@@ -754,6 +766,35 @@ fn webhook_signatures_bodies_and_disabled_mutations() {
             .len(),
         1
     );
+
+    // With no token, job content is served only to loopback host names
+    // (DNS rebinding); the probes and the webhook answer any name.
+    let rebind = http(
+        d.port,
+        "GET",
+        "/api/v1/status",
+        "Host: evil.example\r\n",
+        b"",
+    );
+    assert_eq!(rebind.status, 403, "{}", rebind.body);
+    assert!(
+        rebind.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("evil.example")
+    );
+    assert_eq!(
+        http(d.port, "GET", "/", "Host: evil.example:8787\r\n", b"").status,
+        403
+    );
+    assert_eq!(
+        http(d.port, "GET", "/metrics", "Host: evil.example\r\n", b"").status,
+        200
+    );
+    // The wrong method is a JSON error too.
+    let r = http(d.port, "DELETE", "/api/v1/jobs", "", b"");
+    assert_eq!(r.status, 405);
+    assert!(r.json()["error"].as_str().unwrap().contains("method"));
 
     // A valid GitHub signature: accepted, and the push is applied (the
     // body's content is never used: any bytes, correctly signed, nudge).
@@ -800,7 +841,18 @@ fn readyz_waits_for_a_valid_revision() {
     });
     let r = d.get("/readyz", None);
     assert_eq!(r.status, 503, "{}", r.body);
-    assert!(r.body.contains("bad.toml:1:"), "{}", r.body);
+    // Open to anyone: the condition's kind, not the job file's content.
+    assert_eq!(
+        r.json()["conditions"],
+        serde_json::json!(["Stalled"]),
+        "{}",
+        r.body
+    );
+    let status = d.json("/api/v1/status", None);
+    assert!(
+        status["conditions"].to_string().contains("bad.toml:1:"),
+        "{status}"
+    );
     assert_eq!(d.get("/healthz", None).status, 200, "alive, just not ready");
     write(&schedules.join("bad.toml"), EVERY_MINUTE);
     d.wait_for("ready", Duration::from_secs(10), || {
@@ -812,14 +864,28 @@ fn readyz_waits_for_a_valid_revision() {
 fn the_api_refuses_the_network_without_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let schedules = Path::new(env!("CARGO_MANIFEST_DIR")).join("schedules");
+    // A regression would start a daemon that never exits: it is killed
+    // after 10 s so the test fails instead of hanging.
     let run = |listen: &str| {
-        Command::new(bin())
+        let child = Command::new(bin())
             .args(["run", "--source", "folder", "--listen", listen, "--path"])
             .arg(&schedules)
             .env_remove("DRIFTCRON_API_TOKEN")
             .current_dir(dir.path())
-            .output()
-            .unwrap()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = child;
+        let end = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("--listen {listen} was not refused: the daemon is still running");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.wait_with_output().unwrap()
     };
     let out = run("0.0.0.0:0");
     assert_eq!(out.status.code(), Some(1));
@@ -834,5 +900,45 @@ fn the_api_refuses_the_network_without_a_token() {
         stderr(&out).contains("expected an address"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn a_daemon_that_never_read_its_source_is_not_in_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = format!("file://{}/no-such-repo.git", dir.path().display());
+    let d = Daemon::start(
+        &[
+            "--repo",
+            &gone,
+            "--poll",
+            "1h",
+            "--state-dir",
+            dir.path().join("state").to_str().unwrap(),
+        ],
+        &[],
+        dir.path(),
+        &dir.path().join("log"),
+    );
+    d.wait_for("the failed first fetch", Duration::from_secs(10), || {
+        d.get("/readyz", None).body.contains("FetchFailed")
+    });
+    assert_eq!(d.get("/readyz", None).status, 503);
+    assert_eq!(d.get("/healthz", None).status, 200);
+    let out = d.drift(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("nothing was read from git yet: fetching fails since"),
+        "{}",
+        stdout(&out)
+    );
+    let metrics = d.get("/metrics", None).body;
+    assert!(
+        metrics.contains("driftcron_drift_items{kind=\"stale\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("driftcron_condition{type=\"FetchFailed\"} 1"),
+        "{metrics}"
     );
 }

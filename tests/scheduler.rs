@@ -363,6 +363,11 @@ async fn retries_back_off_and_never_pass_the_next_slot() {
         starts.iter().all(|s| s.run_id == "j@2026-06-01T00:01:00Z"),
         "retries keep the slot's run id"
     );
+    // Three runs took 0 s each; only the scheduled first attempt counts as
+    // late (on time, here): a retry's wait is on purpose.
+    let (late, took) = (s.counters.lateness, s.counters.duration);
+    assert_eq!((late.count, late.buckets[0], late.sum_ms), (1, 1, 0));
+    assert_eq!((took.count, took.buckets[0]), (3, 3));
 }
 
 #[tokio::test(start_paused = true)]

@@ -13,17 +13,15 @@ set -uo pipefail
 bin=${DRIFTCRON:-driftcron}
 : "${DRIFTCRON_SERVER:?set DRIFTCRON_SERVER to the API URL of the daemon}"
 
+# One request feeds both outputs (two could disagree).
 md=$(mktemp)
 trap 'rm -f "$md"' EXIT
-"$bin" drift --format markdown "$@" >"$md"
+format=text
+[ -n "${GITHUB_ACTIONS:-}" ] && format=github
+"$bin" drift --format "$format" --append-markdown "$md" "$@"
 status=$?
-[ -n "${GITHUB_STEP_SUMMARY:-}" ] && cat "$md" >>"$GITHUB_STEP_SUMMARY"
-[ -n "${DRIFTCRON_REPORT_FILE:-}" ] && cp "$md" "$DRIFTCRON_REPORT_FILE"
-if [ "$status" -ne 1 ]; then
-    if [ -n "${GITHUB_ACTIONS:-}" ]; then
-        "$bin" drift --format github "$@"
-    else
-        "$bin" drift --format text "$@"
-    fi
+if [ -s "$md" ]; then
+    [ -n "${GITHUB_STEP_SUMMARY:-}" ] && cat "$md" >>"$GITHUB_STEP_SUMMARY"
+    [ -n "${DRIFTCRON_REPORT_FILE:-}" ] && cp "$md" "$DRIFTCRON_REPORT_FILE"
 fi
 exit "$status"

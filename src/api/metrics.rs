@@ -8,6 +8,8 @@
 //! No metric has a per-job label: a label per job would make the series
 //! count grow with the repository. Per-job detail is in `/api/v1/jobs`.
 
+use std::sync::Arc;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -41,12 +43,28 @@ impl Default for Telemetry {
     }
 }
 
-/// One scrape's data, owned so the registry can hold it.
+/// One scrape's data, owned so the registry can hold it (the snapshot is
+/// shared, not copied).
 #[derive(Debug)]
 struct Scrape {
-    state: RunningState,
-    view: View,
-    drift: DriftReport,
+    state: Arc<RunningState>,
+    view: Arc<View>,
+    drift: Arc<DriftReport>,
+}
+
+/// A label value as OpenMetrics spells it: the encoder writes values as
+/// they are, and a branch name may hold a quote.
+fn label_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 type Fmt = Result<(), std::fmt::Error>;
@@ -293,6 +311,7 @@ impl Collector for Scrape {
             )?;
         }
         if let Some(rev) = &status.applied_revision {
+            let rev = label_value(rev);
             let labels = [("revision", rev.as_str())];
             enc.encode_descriptor(
                 "applied_revision",
@@ -307,7 +326,12 @@ impl Collector for Scrape {
 }
 
 /// Encodes one scrape.
-pub fn render(state: RunningState, view: View, drift: DriftReport, live: &Telemetry) -> String {
+pub fn render(
+    state: &Arc<RunningState>,
+    view: &Arc<View>,
+    drift: &Arc<DriftReport>,
+    live: &Telemetry,
+) -> String {
     let mut registry = Registry::with_prefix("driftcron");
     registry.register_with_unit(
         "reconcile_duration",
@@ -315,9 +339,21 @@ pub fn render(state: RunningState, view: View, drift: DriftReport, live: &Teleme
         Unit::Seconds,
         live.reconcile_duration.clone(),
     );
-    registry.register_collector(Box::new(Scrape { state, view, drift }));
+    registry.register_collector(Box::new(Scrape {
+        state: state.clone(),
+        view: view.clone(),
+        drift: drift.clone(),
+    }));
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(super::label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

@@ -68,17 +68,30 @@ pub fn render(
          <style>body{font:14px system-ui,sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}\
          code{font-size:13px}</style></head><body><h1>driftcron</h1>",
     );
+    // The source may name a host or a user, and diagnostics quote job
+    // files: both are job content.
+    let conditions: Vec<String> = st
+        .conditions
+        .iter()
+        .map(|c| {
+            if detailed {
+                condition(c)
+            } else {
+                format!("<b>{}</b>", c.kind())
+            }
+        })
+        .collect();
     let _ = write!(
         h,
-        "<p>source {}<br>git {} · running {}</p><p>{}</p>",
-        esc(source),
+        "<p>{}git {} · running {}</p><p>{}</p>",
+        if detailed {
+            format!("source {}<br>", esc(source))
+        } else {
+            String::new()
+        },
         esc(st.observed_revision.as_deref().unwrap_or("(not read yet)")),
         esc(st.applied_revision.as_deref().unwrap_or("(nothing)")),
-        st.conditions
-            .iter()
-            .map(condition)
-            .collect::<Vec<_>>()
-            .join("<br>")
+        conditions.join("<br>")
     );
     let _ = write!(
         h,

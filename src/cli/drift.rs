@@ -2,7 +2,7 @@
 //! alerts. Exit status follows terraform's `-detailed-exitcode`: 0 in sync,
 //! 2 drift (of the kinds `--fail-on` names), 1 error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,12 +13,14 @@ use chrono::Utc;
 use clap::ValueEnum;
 use serde::Deserialize;
 
-use crate::drift::{self, DriftInput, DriftKind, DriftReport, SourceOrigin};
+use crate::drift::{
+    self, DriftInput, DriftKind, DriftReport, FieldsById, RunningSpecs, SourceOrigin,
+};
 use crate::report::diagnostics::ValidationReport;
 use crate::report::drift as render;
 use crate::scheduler::RunningState;
 use crate::source::snapshot_at;
-use crate::spec::{JobId, JobSpec, LoadOptions, load};
+use crate::spec::{LoadOptions, load};
 use crate::status::Status;
 
 /// Compare a running daemon with git.
@@ -31,7 +33,7 @@ use crate::status::Status;
 #[command(after_help = "Examples:
   driftcron drift --server http://127.0.0.1:8787
   driftcron drift --server https://cron.internal:8787 --token-file token --ref origin/main
-  driftcron drift --server $URL --format markdown >> \"$GITHUB_STEP_SUMMARY\"
+  driftcron drift --server $URL --format github --append-markdown \"$GITHUB_STEP_SUMMARY\"
   driftcron drift --server $URL --fail-on missing,changed,leaked
 
 Exit status: 0 in sync, 2 drift of a --fail-on kind, 1 error (server
@@ -61,6 +63,10 @@ pub struct Args {
     /// shown.
     #[arg(long, value_name = "KINDS", value_delimiter = ',', value_parser = parse_kind)]
     pub fail_on: Vec<DriftKind>,
+    /// Also append the Markdown report to FILE (e.g. "$GITHUB_STEP_SUMMARY"),
+    /// so one request feeds both the annotations and the summary.
+    #[arg(long, value_name = "FILE")]
+    pub append_markdown: Option<PathBuf>,
     /// How long to wait for the server.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
@@ -88,6 +94,9 @@ fn parse_kind(s: &str) -> Result<DriftKind, String> {
 struct ServerState {
     status: Status,
     running: RunningState,
+    /// The running jobs' specs, flattened.
+    #[serde(default)]
+    specs: FieldsById,
 }
 
 struct Client {
@@ -143,21 +152,6 @@ fn read_token(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
     }
 }
 
-/// The jobs of the daemon's applied revision, read from the local
-/// repository when it has that commit (for field-level diffs).
-fn applied_specs(args: &Args, applied: Option<&str>) -> Option<BTreeMap<JobId, JobSpec>> {
-    let sha = applied?.rsplit_once("@sha1:")?.1;
-    let snap = snapshot_at(&args.repo, sha, &args.path).ok()?;
-    let l = load(
-        &snap,
-        &LoadOptions {
-            now: Utc::now(),
-            max_jobs: None,
-        },
-    );
-    l.is_valid().then_some(l.desired.jobs)
-}
-
 async fn report(args: &Args, client: &Client) -> anyhow::Result<DriftReport> {
     let Some(reference) = &args.reference else {
         return client.get("/api/v1/drift").await;
@@ -182,11 +176,12 @@ async fn report(args: &Args, client: &Client) -> anyhow::Result<DriftReport> {
         );
     }
     let server: ServerState = client.get("/api/v1/state").await?;
-    let old = applied_specs(args, server.status.applied_revision.as_deref());
     Ok(drift::compute(&DriftInput {
         desired: &loaded.desired.jobs,
         source_revision: Some(&snap.revision),
-        running_specs: old.as_ref(),
+        // Field by field: this binary and the daemon may be different
+        // builds, and spec digests are only stable within one.
+        running_specs: RunningSpecs::Fields(&server.specs),
         running: &server.running,
         status: &server.status,
         origin: SourceOrigin::Local,
@@ -226,6 +221,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         DriftFormat::Markdown => render::markdown(&report),
         DriftFormat::Github => render::github(&report, &fail_on),
     };
+    if let Some(file) = &args.append_markdown {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .with_context(|| format!("cannot open {} to append the report", file.display()))?;
+        f.write_all(render::markdown(&report).as_bytes())
+            .with_context(|| format!("cannot write the report to {}", file.display()))?;
+    }
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())

@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiState, Nudge, ReconcileDone, Secret, Telemetry};
+use crate::api::{self, ApiConfig, ApiState, Nudge, ReconcileDone, Secret, Telemetry};
 use crate::reconcile::{Outcome, Reconciler, View};
 use crate::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use crate::snapshot::Snapshot;
@@ -112,6 +112,7 @@ fn read_secret(file: Option<&PathBuf>, var: &str) -> anyhow::Result<Option<Secre
 /// daemon that cannot serve what it was asked to serve says so at once.
 struct ApiSetup {
     listener: tokio::net::TcpListener,
+    loopback: bool,
     token: Option<Secret>,
     webhook_secret: Option<Secret>,
 }
@@ -143,6 +144,7 @@ async fn api_setup(args: &Args) -> anyhow::Result<Option<ApiSetup>> {
     })?;
     Ok(Some(ApiSetup {
         listener,
+        loopback: api::is_loopback(&addr),
         token,
         webhook_secret,
     }))
@@ -375,7 +377,35 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
     crate::source::set_network_timeouts(Duration::from_secs(30), Duration::from_secs(120));
+    // The API serves from the start: health checks answer (`starting`)
+    // while a first clone of a large repository is still running.
     let api = api_setup(args).await?;
+    let (view_tx, view_rx) = watch::channel(Arc::new(View::default()));
+    let (nudge_tx, mut nudges) = mpsc::channel::<Nudge>(api::NUDGE_QUEUE);
+    let telemetry = Telemetry::default();
+    let stop_api = CancellationToken::new();
+    // Whatever path leaves this function stops the server.
+    let _stop_api_on_exit = stop_api.clone().drop_guard();
+    let api_state = ApiState::new(ApiConfig {
+        view: view_rx,
+        nudges: nudge_tx.clone(),
+        token: api.as_ref().and_then(|a| a.token.clone()),
+        webhook_secret: api.as_ref().and_then(|a| a.webhook_secret.clone()),
+        telemetry: telemetry.clone(),
+        source: source.describe(),
+        loopback: api.as_ref().is_some_and(|a| a.loopback),
+    });
+    let server = api.map(|setup| {
+        if let Ok(addr) = setup.listener.local_addr() {
+            tracing::info!(%addr, "api listening");
+        }
+        tokio::spawn(api::serve(
+            setup.listener,
+            api::router(api_state.clone()),
+            stop_api.clone(),
+            Duration::from_secs(2),
+        ))
+    });
     let began = Instant::now();
     let Some(first) = fetch_unless_signalled(&source, &mut term, &mut int).await else {
         return Ok(ExitCode::SUCCESS);
@@ -412,30 +442,7 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
         max_queued = settings.scheduler.max_queued,
         "driftcron started"
     );
-    let (view_tx, view_rx) = watch::channel(Arc::new(View::default()));
-    let (nudge_tx, mut nudges) = mpsc::channel::<Nudge>(api::NUDGE_QUEUE);
-    let telemetry = Telemetry::default();
-    let stop_api = CancellationToken::new();
-    let server = api.map(|setup| {
-        let state = Arc::new(ApiState {
-            scheduler: scheduler.clone(),
-            view: view_rx,
-            nudges: nudge_tx.clone(),
-            token: setup.token,
-            webhook_secret: setup.webhook_secret,
-            telemetry: telemetry.clone(),
-            source: source.describe(),
-        });
-        if let Ok(addr) = setup.listener.local_addr() {
-            tracing::info!(%addr, "api listening");
-        }
-        tokio::spawn(api::serve(
-            setup.listener,
-            api::router(state),
-            stop_api.clone(),
-            Duration::from_secs(2),
-        ))
-    });
+    api_state.set_scheduler(scheduler.clone());
     let mut daemon = Loop {
         reconciler: Reconciler::with_cache(scheduler.clone(), cache),
         backoff: Backoff::default(),
@@ -499,6 +506,11 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
                 status: daemon.reconciler.status().clone(),
             });
         }
+    }
+    // Reconcile requests still queued get "shutting down", not a timeout.
+    nudges.close();
+    while let Ok(n) = nudges.try_recv() {
+        drop(n);
     }
     stop_api.cancel();
     if let Some(server) = server {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{FieldChange, field_changes, spec_digest};
+use crate::plan::{FieldChange, field_changes, field_changes_of, fields, spec_digest};
 use crate::scheduler::state::{LeakReason, RunningState};
 use crate::spec::{JobId, JobSpec};
 use crate::status::{Condition, Status};
@@ -115,14 +115,31 @@ impl DriftReport {
     }
 }
 
+/// Job fields as [`crate::plan::fields`] flattens them, by job id.
+pub type FieldsById = BTreeMap<String, Vec<(String, String)>>;
+
+/// The specs behind the running jobs, which decides how `changed` is found.
+#[derive(Debug, Clone, Copy)]
+pub enum RunningSpecs<'a> {
+    /// Unknown: specs are compared by digest, and a change has no details.
+    Unknown,
+    /// Specs of this very build (the daemon's own drift): compared by
+    /// digest, detailed field by field.
+    Specs(&'a BTreeMap<JobId, JobSpec>),
+    /// Specs flattened by another process (`drift --ref` reads them from
+    /// `/api/v1/state`): compared field by field, since spec digests are
+    /// only stable within one build.
+    Fields(&'a FieldsById),
+}
+
 /// What is compared.
 pub struct DriftInput<'a> {
     /// The jobs of the source revision (valid ones).
     pub desired: &'a BTreeMap<JobId, JobSpec>,
     /// The revision `desired` came from.
     pub source_revision: Option<&'a str>,
-    /// The specs the scheduler runs, when known (for field diffs).
-    pub running_specs: Option<&'a BTreeMap<JobId, JobSpec>>,
+    /// What is known of the specs the scheduler runs.
+    pub running_specs: RunningSpecs<'a>,
     pub running: &'a RunningState,
     pub status: &'a Status,
     pub origin: SourceOrigin,
@@ -151,11 +168,22 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
         .iter()
         .any(|c| matches!(c, Condition::FetchFailed { .. }));
     let behind = |src: &str| applied.is_none_or(|a| !same_revision(a, src));
-    if let Some(src) = input.source_revision
-        && (behind(src) || (fetch_failing && input.origin == SourceOrigin::Daemon))
-    {
+    let daemon = input.origin == SourceOrigin::Daemon;
+    // The daemon's own view is stale when it is behind, but also when it
+    // cannot tell: nothing read yet, or fetching fails.
+    let stale = match input.source_revision {
+        Some(src) => behind(src) || (daemon && fetch_failing),
+        None => daemon,
+    };
+    if stale {
+        let src = input.source_revision.unwrap_or("(not read yet)");
+        let unread = input.source_revision.is_none();
         let mut details = Vec::new();
-        let mut reason = "not applied yet (the next reconcile will apply it)".to_string();
+        let mut reason = if unread {
+            "the daemon has not read its source yet (starting)".to_string()
+        } else {
+            "not applied yet (the next reconcile will apply it)".to_string()
+        };
         let mut action =
             "wait for the next poll, or reconcile now (POST /api/v1/reconcile, or SIGHUP)"
                 .to_string();
@@ -175,7 +203,11 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
                     details.extend(diagnostics.iter().cloned());
                 }
                 Condition::FetchFailed { error, since } => {
-                    reason = if behind(src) {
+                    reason = if unread {
+                        format!(
+                            "nothing was read from git yet: fetching fails since {since}: {error}"
+                        )
+                    } else if behind(src) {
                         format!("fetching fails since {since}: {error}")
                     } else {
                         format!(
@@ -190,7 +222,9 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
         items.push(DriftItem {
             kind: DriftKind::Stale,
             job: None,
-            summary: if behind(src) {
+            summary: if unread {
+                format!("running {}: {reason}", applied.unwrap_or("nothing"))
+            } else if behind(src) {
                 format!(
                     "running {} but git is at {src}: {reason}",
                     applied.unwrap_or("nothing")
@@ -213,12 +247,24 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
                     .into(),
                 details: Vec::new(),
             }),
-            Some(r) if r.spec_digest != format!("{:016x}", spec_digest(spec)) => {
-                let changes: Vec<FieldChange> = input
-                    .running_specs
-                    .and_then(|m| m.get(id))
-                    .map(|old| field_changes(old, spec))
-                    .unwrap_or_default();
+            Some(r) => {
+                let by_digest = || r.spec_digest != format!("{:016x}", spec_digest(spec));
+                let changes: Option<Vec<FieldChange>> = match input.running_specs {
+                    RunningSpecs::Fields(m) => match m.get(id.as_str()) {
+                        Some(old) => {
+                            let c = field_changes_of(old, &fields(spec));
+                            (!c.is_empty()).then_some(c)
+                        }
+                        None => by_digest().then(Vec::new),
+                    },
+                    RunningSpecs::Specs(m) => by_digest().then(|| {
+                        m.get(id)
+                            .map(|old| field_changes(old, spec))
+                            .unwrap_or_default()
+                    }),
+                    RunningSpecs::Unknown => by_digest().then(Vec::new),
+                };
+                let Some(changes) = changes else { continue };
                 items.push(DriftItem {
                     kind: DriftKind::Changed,
                     job: Some(id.to_string()),
@@ -237,7 +283,6 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
                         .collect(),
                 });
             }
-            Some(_) => {}
         }
     }
     for r in &input.running.jobs {
@@ -373,7 +418,7 @@ mod tests {
         let report = compute(&DriftInput {
             desired: &desired,
             source_revision: Some("r1"),
-            running_specs: None,
+            running_specs: RunningSpecs::Unknown,
             running: &run,
             status: &status,
             origin: SourceOrigin::Daemon,
@@ -422,7 +467,7 @@ mod tests {
         let report = compute(&DriftInput {
             desired: &desired,
             source_revision: Some("r2"),
-            running_specs: Some(&old),
+            running_specs: RunningSpecs::Specs(&old),
             running: &run,
             status: &status,
             origin: SourceOrigin::Daemon,
@@ -461,5 +506,81 @@ mod tests {
         );
         assert!(report.items[5].summary.contains("pid 4242"));
         assert_eq!(report.count(DriftKind::Leaked), 1);
+    }
+
+    #[test]
+    fn another_builds_fields_decide_changed_not_its_digests() {
+        let desired = specs(&[("a.toml", JOB), ("b.toml", JOB)]);
+        let a = JobId::parse("a").unwrap();
+        let b = JobId::parse("b").unwrap();
+        // Another build: digests that mean nothing here.
+        let mut ja = job_state("a", &desired[&a]);
+        ja.spec_digest = "0123456789abcdef".into();
+        let mut jb = ja.clone();
+        jb.id = "b".into();
+        let run = running(vec![ja, jb], vec![], "r1");
+        let hourly = specs(&[("b.toml", "schedule = \"@hourly\"\ncommand = [\"true\"]\n")]);
+        let flat: FieldsById = [
+            ("a".to_string(), fields(&desired[&a])),
+            ("b".to_string(), fields(&hourly[&b])),
+        ]
+        .into();
+        let status = Status {
+            applied_revision: Some("main@sha1:abc".into()),
+            ..Status::default()
+        };
+        let report = compute(&DriftInput {
+            desired: &desired,
+            source_revision: Some("HEAD@sha1:abc"),
+            running_specs: RunningSpecs::Fields(&flat),
+            running: &run,
+            status: &status,
+            origin: SourceOrigin::Local,
+            now: run.now,
+        });
+        // a: same fields, in sync; b: one field differs; the revisions
+        // name the same commit differently, so nothing is stale.
+        assert_eq!(report.items.len(), 1, "{report:?}");
+        assert_eq!(report.items[0].kind, DriftKind::Changed);
+        assert_eq!(report.items[0].job.as_deref(), Some("b"));
+        assert_eq!(
+            report.items[0].details,
+            ["schedule: \"@hourly\" -> \"@daily\""]
+        );
+    }
+
+    #[test]
+    fn a_daemon_that_read_nothing_is_stale() {
+        let desired = BTreeMap::new();
+        let run = running(vec![], vec![], "r1");
+        let mut status = Status::default();
+        let input = |status: &Status| {
+            compute(&DriftInput {
+                desired: &desired,
+                source_revision: None,
+                running_specs: RunningSpecs::Unknown,
+                running: &run,
+                status,
+                origin: SourceOrigin::Daemon,
+                now: run.now,
+            })
+        };
+        assert!(
+            input(&status).items[0]
+                .summary
+                .contains("not read its source yet")
+        );
+        status.conditions.push(Condition::FetchFailed {
+            error: "connection refused".into(),
+            since: run.now,
+        });
+        let report = input(&status);
+        assert_eq!(report.items.len(), 1);
+        assert!(
+            report.items[0]
+                .summary
+                .contains("nothing was read from git yet"),
+            "{report:?}"
+        );
     }
 }

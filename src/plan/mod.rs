@@ -128,8 +128,16 @@ pub fn fields(spec: &JobSpec) -> Vec<(String, String)> {
 
 /// The fields that differ between two versions of a job, in schema order.
 pub fn field_changes(old: &JobSpec, new: &JobSpec) -> Vec<FieldChange> {
-    let old_fields = fields(old);
-    let new_fields = fields(new);
+    field_changes_of(&fields(old), &fields(new))
+}
+
+/// [`field_changes`] on flattened jobs, which is how a job crosses a
+/// process boundary (`/api/v1/state`): the values are as a user writes
+/// them, so two builds of driftcron compare equal where a hash might not.
+pub fn field_changes_of(
+    old_fields: &[(String, String)],
+    new_fields: &[(String, String)],
+) -> Vec<FieldChange> {
     let old_map: BTreeMap<&str, &str> = old_fields
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -864,8 +864,12 @@ impl Core {
         job.running.push(exec_id);
         self.running += 1;
         self.counters.started += 1;
-        let late = (now - p.slot).num_milliseconds().max(0) as u64;
-        self.counters.lateness.observe(&LATENESS_BUCKETS, late);
+        // Lateness is the scheduler's: a retry waits on purpose and a
+        // manual trigger has no slot to be late for.
+        if p.attempt == 1 && !p.manual {
+            let late = (now - p.slot).num_milliseconds().max(0) as u64;
+            self.counters.lateness.observe(&LATENESS_BUCKETS, late);
+        }
         tracing::info!(job = %p.job, run_id = %run_id, attempt = p.attempt, "run started");
         self.execs.insert(
             exec_id,
@@ -924,8 +928,11 @@ impl Core {
             Outcome::Cancelled => c.cancelled += 1,
             Outcome::SpawnFailed(_) => c.spawn_failed += 1,
         }
-        let took = (result.finished - rec.started).num_milliseconds().max(0) as u64;
-        c.duration.observe(&DURATION_BUCKETS, took);
+        // A run that never started has no duration.
+        if !matches!(result.outcome, Outcome::SpawnFailed(_)) {
+            let took = (result.finished - rec.started).num_milliseconds().max(0) as u64;
+            c.duration.observe(&DURATION_BUCKETS, took);
+        }
         c.killed += u64::from(result.killed);
         c.stragglers_killed += u64::from(result.stragglers_killed);
         if tracing::enabled!(tracing::Level::INFO) {

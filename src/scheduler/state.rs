@@ -83,9 +83,10 @@ pub struct Counters {
     pub stragglers_killed: u64,
     pub audit_runs: u64,
     pub audit_violations: u64,
-    /// Start minus slot of every started run ([`LATENESS_BUCKETS`]).
+    /// Start minus slot of every scheduled run's first attempt
+    /// ([`LATENESS_BUCKETS`]; retries and manual triggers are not late).
     pub lateness: Histogram,
-    /// Finish minus start of every finished run ([`DURATION_BUCKETS`]).
+    /// Finish minus start of every run that started ([`DURATION_BUCKETS`]).
     pub duration: Histogram,
 }
 
