@@ -105,7 +105,7 @@ fn clean_spec(l: &Loaded, job: &str) -> JobSpec {
     l.desired
         .jobs
         .get(&id(job))
-        .cloned()
+        .map(|s| JobSpec::clone(s))
         .unwrap_or_else(|| panic!("no job {job}"))
 }
 

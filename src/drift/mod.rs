@@ -7,6 +7,7 @@
 //! explanation and what to do about it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -89,11 +90,11 @@ impl DriftReport {
 /// What is compared.
 pub struct DriftInput<'a> {
     /// The jobs of the source revision (valid ones).
-    pub desired: &'a BTreeMap<JobId, JobSpec>,
+    pub desired: &'a BTreeMap<JobId, Arc<JobSpec>>,
     /// The revision `desired` came from.
     pub source_revision: Option<&'a str>,
     /// The specs the scheduler runs, when known (for field diffs).
-    pub running_specs: Option<&'a BTreeMap<JobId, JobSpec>>,
+    pub running_specs: Option<&'a BTreeMap<JobId, Arc<JobSpec>>>,
     pub running: &'a RunningState,
     pub status: &'a Status,
     pub now: DateTime<Utc>,
@@ -262,7 +263,7 @@ mod tests {
     use crate::snapshot::Snapshot;
     use crate::spec::{LoadOptions, load};
 
-    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
+    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, Arc<JobSpec>> {
         let snap = Snapshot::from_texts("r", files);
         let now = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
         let l = load(

@@ -163,14 +163,15 @@ impl Plan {
     }
 }
 
-/// Diffs desired specs against running ones (id → digest).
-pub fn diff(desired: &BTreeMap<JobId, JobSpec>, running: &BTreeMap<JobId, u64>) -> Plan {
+/// Diffs desired specs against running ones (id → digest). The plan
+/// shares the desired specs rather than copying them.
+pub fn diff(desired: &BTreeMap<JobId, Arc<JobSpec>>, running: &BTreeMap<JobId, u64>) -> Plan {
     let mut plan = Plan::default();
     for (id, spec) in desired {
         match running.get(id) {
-            None => plan.create.push(Arc::new(spec.clone())),
+            None => plan.create.push(Arc::clone(spec)),
             Some(&d) if d == spec_digest(spec) => plan.unchanged.push(id.clone()),
-            Some(_) => plan.update.push(Arc::new(spec.clone())),
+            Some(_) => plan.update.push(Arc::clone(spec)),
         }
     }
     plan.delete = running
@@ -187,7 +188,7 @@ mod tests {
     use crate::snapshot::Snapshot;
     use crate::spec::{LoadOptions, load};
 
-    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
+    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, Arc<JobSpec>> {
         let snapshot = Snapshot::from_texts("r", files);
         let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
         let l = load(

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -35,7 +36,9 @@ pub struct LoadOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
     pub revision: String,
-    pub jobs: BTreeMap<JobId, JobSpec>,
+    /// Shared with the load cache and, once applied, the scheduler: an
+    /// unchanged job costs a reference count, not a deep copy of its spec.
+    pub jobs: BTreeMap<JobId, Arc<JobSpec>>,
     pub settings: Settings,
 }
 
@@ -153,7 +156,7 @@ struct CachedJob {
     /// Digest of the `_defaults.toml` texts above the job.
     key: u64,
     at: DateTime<Utc>,
-    spec: Option<JobSpec>,
+    spec: Option<Arc<JobSpec>>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -211,7 +214,7 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
         .collect();
     // Jobs: a cache hit (same bytes, same defaults, fresh) is reused as is,
     // without even decoding the file; the rest are decoded for validation.
-    let mut hits: Vec<(Option<JobSpec>, Vec<Diagnostic>)> = Vec::new();
+    let mut hits: Vec<(Option<Arc<JobSpec>>, Vec<Diagnostic>)> = Vec::new();
     let mut misses: Vec<(usize, u64)> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut decoded_jobs = 0;
@@ -342,9 +345,9 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
             continue;
         };
         let first_diag = r.diags.len();
-        let spec = job(i, id_text, &sources, &defaults, opts, &mut r);
+        let spec = job(i, id_text, &sources, &defaults, opts, &mut r).map(Arc::new);
         if let Some(spec) = &spec {
-            desired.jobs.insert(spec.id.clone(), spec.clone());
+            desired.jobs.insert(spec.id.clone(), Arc::clone(spec));
         }
         cache.jobs.insert(
             sources[i].name.clone(),
