@@ -67,40 +67,50 @@ pub fn read_folder_cached(root: &Path, cache: &mut FolderCache) -> Result<Snapsh
         path: root.to_path_buf(),
         source: e,
     })?;
+    cache.pass = cache.pass.wrapping_add(1);
     let mut walk = Walk {
         root: canon_root,
         entries: 0,
-        snapshot: Snapshot::default(),
+        files: Vec::with_capacity(cache.files.len()),
+        problems: Vec::new(),
         cache,
-        seen: std::collections::HashSet::new(),
         started: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64),
-        digests: Vec::new(),
     };
     walk.dir(root, "", 0)?;
-    let seen = std::mem::take(&mut walk.seen);
-    walk.cache.files.retain(|p, _| seen.contains(p));
-    walk.snapshot.files.sort_by(|a, b| a.path.cmp(&b.path));
-    walk.snapshot.problems.sort_by(|a, b| a.path.cmp(&b.path));
-    walk.digests.sort_by(|a, b| a.0.cmp(&b.0));
-    walk.snapshot.revision = content_revision(&walk.digests, &walk.snapshot.problems);
-    Ok(walk.snapshot)
+    let Walk {
+        mut files,
+        mut problems,
+        cache,
+        ..
+    } = walk;
+    let pass = cache.pass;
+    cache.files.retain(|_, c| c.pass == pass);
+    // The walk visits paths in order already (see `Walk::dir`); these sorts
+    // only confirm it, in linear time.
+    files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    let revision = content_revision(&files, &problems);
+    Ok(Snapshot {
+        revision,
+        files: files.into_iter().map(|(f, _)| f).collect(),
+        problems,
+    })
 }
 
 struct Walk<'c> {
     root: PathBuf,
     entries: usize,
-    snapshot: Snapshot,
+    /// Files read, each with its SHA-256: the revision is a digest of these,
+    /// so unchanged (cached) files are not hashed again.
+    files: Vec<(SourceFile, [u8; 32])>,
+    problems: Vec<FileProblem>,
     cache: &'c mut FolderCache,
-    seen: std::collections::HashSet<String>,
     /// Seconds since the epoch when the walk started: a file modified within
     /// a second of it is not cached (git's "racy clean" rule: a same-size
     /// rewrite within the timestamp granularity would look unchanged).
     started: i64,
-    /// SHA-256 of each file read, by path: the revision is a digest of
-    /// these, so unchanged (cached) files are not hashed again.
-    digests: Vec<(String, [u8; 32])>,
 }
 
 /// What a file looked like when it was last read: a file whose size,
@@ -128,7 +138,19 @@ impl Stamp {
 /// Files read by earlier walks, by path: a one-file change reads one file.
 #[derive(Debug, Default)]
 pub struct FolderCache {
-    files: std::collections::HashMap<String, (Stamp, Vec<u8>, [u8; 32])>,
+    files: std::collections::HashMap<String, Cached>,
+    /// The number of the latest walk: entries it did not mark are files that
+    /// are gone, and leave the cache.
+    pass: u64,
+}
+
+#[derive(Debug)]
+struct Cached {
+    stamp: Stamp,
+    bytes: Vec<u8>,
+    digest: [u8; 32],
+    /// The last walk that found the file.
+    pass: u64,
 }
 
 impl FolderCache {
@@ -141,9 +163,20 @@ impl FolderCache {
     }
 }
 
+/// A directory entry kept for the walk, under its sort key: its path from
+/// the root, with a trailing `/` for a folder. Visiting each folder's
+/// entries in key order visits all paths in plain string order (`a.toml`
+/// before `a/b.toml`, as `.` sorts before `/`), so the files come out
+/// sorted without a sort of the whole tree.
+struct Entry {
+    key: String,
+    ft: fs::FileType,
+    entry: fs::DirEntry,
+}
+
 impl Walk<'_> {
     fn problem(&mut self, path: &str, message: String, hint: Option<&str>) {
-        self.snapshot.problems.push(FileProblem {
+        self.problems.push(FileProblem {
             path: path.to_string(),
             message,
             hint: hint.map(str::to_string),
@@ -155,6 +188,7 @@ impl Walk<'_> {
             path: dir.to_path_buf(),
             source: e,
         })?;
+        let mut list = Vec::new();
         for entry in read {
             let entry = entry.map_err(|e| FolderError::Io {
                 path: dir.to_path_buf(),
@@ -179,28 +213,38 @@ impl Walk<'_> {
             if name.starts_with('.') {
                 continue;
             }
-            let rel_path = join(rel, name);
-            let path = entry.path();
+            // The dirent's type: no system call on file systems that fill it.
             let ft = entry.file_type().map_err(|e| FolderError::Io {
-                path: path.clone(),
+                path: entry.path(),
                 source: e,
             })?;
+            if !ft.is_dir() && !name.ends_with(".toml") {
+                continue;
+            }
+            let mut key = join(rel, name);
             if ft.is_dir() {
+                key.push('/');
+            }
+            list.push(Entry { key, ft, entry });
+        }
+        list.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        for Entry { mut key, ft, entry } in list {
+            if ft.is_dir() {
+                key.pop();
                 if depth + 1 > MAX_DEPTH {
                     self.problem(
-                        &rel_path,
+                        &key,
                         format!("folder nesting deeper than {MAX_DEPTH} levels is not read"),
                         None,
                     );
                 } else {
-                    self.dir(&path, &rel_path, depth + 1)?;
+                    self.dir(&entry.path(), &key, depth + 1)?;
                 }
                 continue;
             }
-            if !name.ends_with(".toml") {
-                continue;
-            }
+            let rel_path = key;
             if ft.is_symlink() {
+                let path = entry.path();
                 match fs::canonicalize(&path) {
                     Ok(target) if target.starts_with(&self.root) && target.is_file() => {}
                     Ok(target) if target.starts_with(&self.root) => {
@@ -225,29 +269,39 @@ impl Walk<'_> {
                         continue;
                     }
                 }
+                // The target's stamp: a symlink is followed.
+                let stamp = fs::metadata(&path).map(|m| Stamp::of(&m)).ok();
+                self.read_file(|| path, rel_path, stamp);
             } else if !ft.is_file() {
                 self.problem(&rel_path, "not a regular file".into(), None);
-                continue;
+            } else {
+                // Stat relative to the open folder, not by full path. It
+                // does not follow a symlink, so a file swapped for one since
+                // the listing has a new stamp and is read afresh.
+                let stamp = entry.metadata().map(|m| Stamp::of(&m)).ok();
+                self.read_file(|| entry.path(), rel_path, stamp);
             }
-            self.read_file(&path, &rel_path);
         }
         Ok(())
     }
 
-    fn read_file(&mut self, path: &Path, rel: &str) {
-        let stamp = fs::metadata(path).map(|m| Stamp::of(&m)).ok();
-        if let (Some(stamp), Some((cached, bytes, digest))) = (stamp, self.cache.files.get(rel))
-            && stamp == *cached
+    /// Takes a file from the cache when its stamp is unchanged; else reads
+    /// it, and caches it unless it changed too recently to trust its stamp.
+    /// `path` is only built for a read.
+    fn read_file(&mut self, path: impl FnOnce() -> PathBuf, rel: String, stamp: Option<Stamp>) {
+        if let Some(stamp) = stamp
+            && let Some(c) = self.cache.files.get_mut(&rel)
+            && c.stamp == stamp
         {
-            self.seen.insert(rel.to_string());
-            self.digests.push((rel.to_string(), *digest));
-            self.snapshot.files.push(SourceFile {
-                path: rel.to_string(),
-                bytes: bytes.clone(),
-            });
+            c.pass = self.cache.pass;
+            let file = SourceFile {
+                path: rel,
+                bytes: c.bytes.clone(),
+            };
+            self.files.push((file, c.digest));
             return;
         }
-        let result = fs::File::open(path).and_then(|f| {
+        let result = fs::File::open(path()).and_then(|f| {
             let len = f.metadata()?.len();
             if len > MAX_FILE_SIZE as u64 {
                 return Ok(Err(len));
@@ -267,27 +321,28 @@ impl Walk<'_> {
                     use sha2::{Digest, Sha256};
                     Sha256::digest(&bytes).into()
                 };
-                self.digests.push((rel.to_string(), digest));
                 if let Some(stamp) = stamp
                     && stamp.mtime.0 < self.started - 1
                     && stamp.ctime.0 < self.started - 1
                 {
-                    self.seen.insert(rel.to_string());
-                    self.cache
-                        .files
-                        .insert(rel.to_string(), (stamp, bytes.clone(), digest));
+                    self.cache.files.insert(
+                        rel.clone(),
+                        Cached {
+                            stamp,
+                            bytes: bytes.clone(),
+                            digest,
+                            pass: self.cache.pass,
+                        },
+                    );
                 }
-                self.snapshot.files.push(SourceFile {
-                    path: rel.to_string(),
-                    bytes,
-                })
+                self.files.push((SourceFile { path: rel, bytes }, digest));
             }
             Ok(Err(len)) => self.problem(
-                rel,
+                &rel,
                 format!("file is {len} bytes; the limit is {MAX_FILE_SIZE}"),
                 Some("a job file is a few hundred bytes; is this the right file?"),
             ),
-            Err(e) => self.problem(rel, format!("cannot read: {e}"), None),
+            Err(e) => self.problem(&rel, format!("cannot read: {e}"), None),
         }
     }
 }
@@ -296,7 +351,12 @@ fn join(rel: &str, name: &str) -> String {
     if rel.is_empty() {
         name.to_string()
     } else {
-        format!("{rel}/{name}")
+        // With room for the `/` a folder's sort key adds.
+        let mut s = String::with_capacity(rel.len() + name.len() + 2);
+        s.push_str(rel);
+        s.push('/');
+        s.push_str(name);
+        s
     }
 }
 
@@ -304,11 +364,11 @@ fn join(rel: &str, name: &str) -> String {
 /// (the Flux convention `dir@sha256:<digest>`), so the same files give the
 /// same revision on every machine, and an unchanged file is never hashed
 /// twice.
-fn content_revision(digests: &[(String, [u8; 32])], problems: &[FileProblem]) -> String {
+fn content_revision(files: &[(SourceFile, [u8; 32])], problems: &[FileProblem]) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    for (path, digest) in digests {
-        h.update(path.as_bytes());
+    for (file, digest) in files {
+        h.update(file.path.as_bytes());
         h.update([0]);
         h.update(digest);
     }
@@ -321,11 +381,13 @@ fn content_revision(digests: &[(String, [u8; 32])], problems: &[FileProblem]) ->
         h.update(p.message.as_bytes());
     }
     let digest = h.finalize();
-    let mut hex = String::with_capacity(64);
+    let mut revision = String::with_capacity(11 + 64);
+    revision.push_str("dir@sha256:");
     for b in digest {
-        hex.push_str(&format!("{b:02x}"));
+        use std::fmt::Write;
+        let _ = write!(revision, "{b:02x}");
     }
-    format!("dir@sha256:{hex}")
+    revision
 }
 
 #[cfg(test)]
@@ -416,6 +478,32 @@ mod tests {
             1,
             "removed files leave the cache; a.toml is cached again"
         );
+    }
+
+    #[test]
+    fn files_come_out_in_path_order_across_folders() {
+        // `.` and `-` sort before `/`, `0` after it: a walk that visited a
+        // folder before its sibling files would get these wrong.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for p in [
+            "a/b.toml",
+            "a.toml",
+            "a-b/c.toml",
+            "a0.toml",
+            "a/z/y.toml",
+            "b.toml",
+        ] {
+            let path = root.join(p);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, "x").unwrap();
+        }
+        let s = read_folder(root).unwrap();
+        let paths: Vec<&str> = s.files.iter().map(|f| f.path.as_str()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort();
+        assert_eq!(paths, sorted);
+        assert_eq!(paths.len(), 6);
     }
 
     #[test]
