@@ -4,6 +4,7 @@
 //! and shuts down boundedly on SIGTERM/SIGINT (a second signal forces the
 //! exit). SIGHUP reconciles now.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -17,7 +18,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::reconcile::{Outcome, Reconciler};
 use crate::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use crate::snapshot::Snapshot;
-use crate::source::{FolderCache, GitRef, GitSource, GitSpec, read_folder_cached, watch_folder};
+use crate::source::{
+    Changes, FolderCache, GitRef, GitSource, GitSpec, read_folder_cached, read_folder_changed,
+    watch_folder,
+};
 use crate::spec::load::{LoadCache, load_cached};
 use crate::spec::{LoadOptions, Settings};
 
@@ -105,13 +109,19 @@ impl Source {
     }
 
     /// Reads the source on a blocking thread (file I/O and git must not
-    /// stall the runtime); errors keep their causes.
-    async fn fetch(&self) -> Result<Snapshot, String> {
+    /// stall the runtime); errors keep their causes. `changed`: the only
+    /// paths of a folder that changed since its last read, when the
+    /// watcher vouches for that; else every file is stat'ed.
+    async fn fetch(&self, changed: Option<BTreeSet<PathBuf>>) -> Result<Snapshot, String> {
         match self {
             Source::Folder(path, cache) => {
                 let (p, cache) = (path.clone(), cache.clone());
                 let read = move || {
-                    read_folder_cached(&p, &mut cache.lock().unwrap_or_else(|e| e.into_inner()))
+                    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                    match &changed {
+                        Some(changed) => read_folder_changed(&p, &mut cache, changed),
+                        None => read_folder_cached(&p, &mut cache),
+                    }
                 };
                 match tokio::task::spawn_blocking(read).await {
                     Ok(Ok(s)) => Ok(s),
@@ -252,11 +262,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 /// never makes the daemon deaf to signals.
 async fn fetch_unless_signalled(
     source: &Source,
+    changed: Option<BTreeSet<PathBuf>>,
     term: &mut tokio::signal::unix::Signal,
     int: &mut tokio::signal::unix::Signal,
 ) -> Option<Result<Snapshot, String>> {
     tokio::select! {
-        r = source.fetch() => Some(r),
+        r = source.fetch(changed) => Some(r),
         _ = term.recv() => None,
         _ = int.recv() => None,
     }
@@ -278,7 +289,7 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
     crate::source::set_network_timeouts(Duration::from_secs(30), Duration::from_secs(120));
-    let Some(first) = fetch_unless_signalled(&source, &mut term, &mut int).await else {
+    let Some(first) = fetch_unless_signalled(&source, None, &mut term, &mut int).await else {
         return Ok(ExitCode::SUCCESS);
     };
     // Bounds come from the first valid driftcron.toml, else the defaults.
@@ -341,26 +352,31 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
                     None => std::future::pending().await,
                 }
             } => {
-                // Let a burst of events settle, then read once.
+                // Let a burst of events settle, then read once: only the
+                // paths the events named, unless the watcher had doubts.
                 tokio::time::sleep(DEBOUNCE).await;
+                let mut changed = None;
                 if let Some(w) = watch.as_mut() {
                     while w.nudges.try_recv().is_ok() {}
+                    if let Changes::Paths(p) = w.take_changes() {
+                        changed = Some(p);
+                    }
                 }
-                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
+                let Some(fetched) = fetch_unless_signalled(&source, changed, &mut term, &mut int).await else { break };
                 backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
             }
             _ = poll.tick() => {
-                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
+                let Some(fetched) = fetch_unless_signalled(&source, None, &mut term, &mut int).await else { break };
                 backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
             }
             _ = sleep_until_opt(backoff.retry_at) => {
                 tracing::info!(attempt = backoff.failures + 1, "retrying the fetch");
-                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
+                let Some(fetched) = fetch_unless_signalled(&source, None, &mut term, &mut int).await else { break };
                 backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
             }
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reconciling now");
-                let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else { break };
+                let Some(fetched) = fetch_unless_signalled(&source, None, &mut term, &mut int).await else { break };
                 backoff.record(&reconciler.reconcile(fetched, Utc::now()).await);
             }
             _ = term.recv() => break,
