@@ -289,6 +289,23 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
 
     crate::source::set_network_timeouts(Duration::from_secs(30), Duration::from_secs(120));
+    // Folders are watched; git sources are polled (a webhook will nudge
+    // them later). The watch starts before the first read, and what it saw
+    // until then is dropped (that read is a full one), so every change
+    // after it is named to a later read.
+    let mut watch = match &source {
+        Source::Folder(path, _) => match watch_folder(path.as_path()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, poll = ?args.poll, "cannot watch the folder; polling only");
+                None
+            }
+        },
+        Source::Git(_) => None,
+    };
+    if let Some(w) = &watch {
+        let _ = w.take_changes();
+    }
     let Some(first) = fetch_unless_signalled(&source, None, &mut term, &mut int).await else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -328,18 +345,6 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     let mut backoff = Backoff::default();
     backoff.record(&reconciler.reconcile(first, Utc::now()).await);
 
-    // Folders are watched; git sources are polled (a webhook will nudge
-    // them later).
-    let mut watch = match &source {
-        Source::Folder(path, _) => match watch_folder(path.as_path()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, poll = ?args.poll, "cannot watch the folder; polling only");
-                None
-            }
-        },
-        Source::Git(_) => None,
-    };
     let mut poll = tokio::time::interval(args.poll);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.tick().await;
