@@ -17,7 +17,7 @@ use crate::plan::{diff, spec_digest};
 use crate::scheduler::{Scheduler, SchedulerError};
 use crate::snapshot::Snapshot;
 use crate::spec::load::{LoadCache, load_cached};
-use crate::spec::{Diagnostic, JobId, LoadOptions, Settings};
+use crate::spec::{Diagnostic, JobId, JobSpec, LoadOptions, Settings};
 
 /// What one reconcile did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,18 +175,22 @@ impl Reconciler {
             );
         }
         let plan = diff(&loaded.desired.jobs, &self.applied);
+        // What the record must learn: unchanged jobs keep their digests, so
+        // only the changed ones are hashed again.
+        let deleted = plan.delete.clone();
+        let changed: Vec<Arc<JobSpec>> = plan.create.iter().chain(&plan.update).cloned().collect();
         let report = match self.scheduler.apply(plan, revision.clone()).await {
             Ok(r) => r,
             Err(SchedulerError::Stopped) | Err(SchedulerError::UnknownJob(_)) => {
                 return Outcome::Stopped;
             }
         };
-        self.applied = loaded
-            .desired
-            .jobs
-            .iter()
-            .map(|(id, s)| (id.clone(), spec_digest(s)))
-            .collect();
+        for id in &deleted {
+            self.applied.remove(id);
+        }
+        for spec in changed {
+            self.applied.insert(spec.id.clone(), spec_digest(&spec));
+        }
         self.applied_settings.get_or_insert(loaded.desired.settings);
         self.status.applied_revision = Some(revision.clone());
         self.clear(|c| matches!(c, Condition::Stalled { .. }));
