@@ -257,9 +257,9 @@ impl FolderCache {
             let at = self.files.binary_search_by(|c| c.path.as_str().cmp(&rel));
             match fs::symlink_metadata(abs) {
                 Ok(m) if m.is_file() && rel.ends_with(".toml") => {
-                    // A new file: the walk places it and counts it.
+                    // Not cached: a new file, which the walk places and counts.
                     let i = at.ok()?;
-                    let (bytes, stamp) = read_capped(abs).ok()?.ok()?;
+                    let (bytes, stamp) = read_capped(abs, false).ok()?.ok()?;
                     self.files[i] = Cached {
                         digest: sha256(&bytes),
                         path: rel,
@@ -299,9 +299,15 @@ impl FolderCache {
 
 /// A file's bytes and the stamp taken before reading them (so a change
 /// during the read makes the stamp stale, not the bytes), or its size when
-/// over [`MAX_FILE_SIZE`].
-fn read_capped(path: &Path) -> std::io::Result<Result<(Vec<u8>, Stamp), u64>> {
-    let f = fs::File::open(path)?;
+/// over [`MAX_FILE_SIZE`]. Unless `follow`, a symlink is refused: a path
+/// found as a regular file may have been swapped for one since, and a
+/// symlink is only read after the walk has checked where it points.
+fn read_capped(path: &Path, follow: bool) -> std::io::Result<Result<(Vec<u8>, Stamp), u64>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::File::options()
+        .read(true)
+        .custom_flags(if follow { 0 } else { libc::O_NOFOLLOW })
+        .open(path)?;
     let meta = f.metadata()?;
     let len = meta.len();
     if len > MAX_FILE_SIZE as u64 {
@@ -431,23 +437,30 @@ impl Walk {
                 self.symlinks = true;
                 // The target's stamp: a symlink is followed.
                 let stamp = fs::metadata(&path).map(|m| Stamp::of(&m)).ok();
-                self.read_file(|| path, rel_path, stamp);
+                self.read_file(|| path, true, rel_path, stamp);
             } else if !ft.is_file() {
                 self.problem(&rel_path, "not a regular file".into(), None);
             } else {
                 // Stat relative to the open folder, not by full path. It
-                // does not follow a symlink, so a file swapped for one since
-                // the listing has a new stamp and is read afresh.
+                // does not follow a symlink: a file swapped for one since the
+                // listing has a new stamp, and the read refuses it.
                 let stamp = entry.metadata().map(|m| Stamp::of(&m)).ok();
-                self.read_file(|| entry.path(), rel_path, stamp);
+                self.read_file(|| entry.path(), false, rel_path, stamp);
             }
         }
         Ok(())
     }
 
     /// Takes a file from the old cache when its stamp is unchanged; else
-    /// reads it. `path` is only built for a read.
-    fn read_file(&mut self, path: impl FnOnce() -> PathBuf, rel: String, stamp: Option<Stamp>) {
+    /// reads it (through a symlink only if `follow`). `path` is only built
+    /// for a read.
+    fn read_file(
+        &mut self,
+        path: impl FnOnce() -> PathBuf,
+        follow: bool,
+        rel: String,
+        stamp: Option<Stamp>,
+    ) {
         if let Some(stamp) = stamp
             && let Ok(i) = self.old.binary_search_by(|c| c.path.as_str().cmp(&rel))
             && self.old[i].stamp == Some(stamp)
@@ -463,7 +476,7 @@ impl Walk {
             });
             return;
         }
-        match read_capped(&path()) {
+        match read_capped(&path(), follow) {
             Ok(Ok((bytes, _))) => self.new.push(Cached {
                 digest: sha256(&bytes),
                 path: rel,
@@ -711,13 +724,24 @@ mod tests {
             &["c.toml", "/elsewhere/c.toml"],
         );
         step(
+            "swapped for a symlink",
+            &|| {
+                fs::remove_file(root.join("d.toml")).unwrap();
+                std::os::unix::fs::symlink("/nonexistent/d.toml", root.join("d.toml")).unwrap();
+            },
+            &["d.toml"],
+        );
+        step(
             "too large",
             &|| fs::write(root.join("c.toml"), vec![b'#'; MAX_FILE_SIZE + 1]).unwrap(),
             &["c.toml"],
         );
         step(
             "after a problem, a full walk",
-            &|| fs::write(root.join("d.toml"), "D").unwrap(),
+            &|| {
+                fs::remove_file(root.join("d.toml")).unwrap();
+                fs::write(root.join("d.toml"), "D").unwrap();
+            },
             &[],
         );
     }
@@ -740,6 +764,16 @@ mod tests {
             read_folder_cached(root, &mut cache).unwrap(),
             read_folder(root).unwrap()
         );
+    }
+
+    #[test]
+    fn a_file_found_regular_is_not_read_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("secret"), "s").unwrap();
+        let link = dir.path().join("a.toml");
+        std::os::unix::fs::symlink(dir.path().join("secret"), &link).unwrap();
+        assert!(read_capped(&link, false).is_err());
+        assert_eq!(read_capped(&link, true).unwrap().unwrap().0, b"s");
     }
 
     #[test]
