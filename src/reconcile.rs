@@ -39,7 +39,7 @@ pub enum Outcome {
 }
 
 /// Jobs by id, shared between the reconciler and its readers.
-pub type Jobs = Arc<BTreeMap<JobId, JobSpec>>;
+pub type Jobs = Arc<BTreeMap<JobId, Arc<JobSpec>>>;
 
 /// What the reconciler knows after an attempt, for the API and drift:
 /// cheap to clone (the job maps are shared, not copied).
@@ -255,18 +255,22 @@ impl Reconciler {
             );
         }
         let plan = diff(&loaded.desired.jobs, &self.applied);
+        // What the record must learn: unchanged jobs keep their digests, so
+        // only the changed ones are hashed again.
+        let deleted = plan.delete.clone();
+        let changed: Vec<Arc<JobSpec>> = plan.create.iter().chain(&plan.update).cloned().collect();
         let report = match self.scheduler.apply(plan, revision.clone()).await {
             Ok(r) => r,
             Err(SchedulerError::Stopped) | Err(SchedulerError::UnknownJob(_)) => {
                 return Outcome::Stopped;
             }
         };
-        self.applied = loaded
-            .desired
-            .jobs
-            .iter()
-            .map(|(id, s)| (id.clone(), spec_digest(s)))
-            .collect();
+        for id in &deleted {
+            self.applied.remove(id);
+        }
+        for spec in changed {
+            self.applied.insert(spec.id.clone(), spec_digest(&spec));
+        }
         self.applied_settings.get_or_insert(loaded.desired.settings);
         self.applied_jobs = Arc::new(loaded.desired.jobs);
         self.observed_jobs = Some(self.applied_jobs.clone());

@@ -20,10 +20,14 @@ struct Daemon {
 
 impl Daemon {
     fn start(schedules: &Path, log: &Path) -> Daemon {
+        Daemon::start_polling(schedules, log, "1s")
+    }
+
+    fn start_polling(schedules: &Path, log: &Path, poll: &str) -> Daemon {
         let child = Command::new(bin())
             .args(["run", "--listen", "127.0.0.1:0", "--path"])
             .arg(schedules)
-            .args(["--poll", "1s", "--shutdown-timeout", "2s"])
+            .args(["--poll", poll, "--shutdown-timeout", "2s"])
             .env("DRIFTCRON_LOG", "info")
             .stdout(Stdio::null())
             .stderr(fs::File::create(log).unwrap())
@@ -162,6 +166,56 @@ fn daemon_follows_the_folder_keeps_the_last_good_state_and_stops_cleanly() {
     };
     assert!(status.success(), "{status:?}\n{}", d.log());
     assert!(d.log().contains("stopped"), "{}", d.log());
+}
+
+/// With no poll in sight, every change must come through the watcher: an
+/// edit (re-read by its path alone), a new file and a removal (each a full
+/// walk).
+#[test]
+fn daemon_follows_watched_changes_without_polling() {
+    let dir = tempfile::tempdir().unwrap();
+    let schedules = dir.path().join("schedules");
+    fs::create_dir_all(schedules.join("team")).unwrap();
+    let (a, b, c) = (
+        dir.path().join("a.out"),
+        dir.path().join("b.out"),
+        dir.path().join("c.out"),
+    );
+    fs::write(schedules.join("team/tick.toml"), job(&a)).unwrap();
+    fs::write(
+        schedules.join("team/_defaults.toml"),
+        "kill_grace = \"1s\"\n",
+    )
+    .unwrap();
+    let d = Daemon::start_polling(&schedules, &dir.path().join("log"), "1h");
+    wait_for("two ticks", Duration::from_secs(10), || lines(&a) >= 2, &d);
+
+    // Same size: only the watcher's event says it changed.
+    fs::write(schedules.join("team/tick.toml"), job(&b)).unwrap();
+    wait_for(
+        "the edited job to run",
+        Duration::from_secs(10),
+        || lines(&b) >= 2,
+        &d,
+    );
+    fs::write(schedules.join("team/new.toml"), job(&c)).unwrap();
+    wait_for(
+        "the new job to run",
+        Duration::from_secs(10),
+        || lines(&c) >= 2,
+        &d,
+    );
+    fs::remove_file(schedules.join("team/tick.toml")).unwrap();
+    wait_for(
+        "the deletion to apply",
+        Duration::from_secs(10),
+        || d.log().contains("deleted=1"),
+        &d,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let b_final = lines(&b);
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(lines(&b), b_final, "a deleted job still runs");
 }
 
 #[test]

@@ -98,13 +98,15 @@ fn job(id: &str, body: &str) -> JobSpec {
         .desired
         .jobs
         .get(&id)
-        .cloned()
+        .map(|s| JobSpec::clone(s))
         .expect("the job is loaded")
 }
 
 fn create_plan(specs: &[&JobSpec]) -> Plan {
-    let desired: BTreeMap<JobId, JobSpec> =
-        specs.iter().map(|s| (s.id.clone(), (*s).clone())).collect();
+    let desired: BTreeMap<JobId, Arc<JobSpec>> = specs
+        .iter()
+        .map(|s| (s.id.clone(), Arc::new((*s).clone())))
+        .collect();
     diff(&desired, &BTreeMap::new())
 }
 

@@ -98,7 +98,7 @@ fn request(toml: &str) -> (ExecRequest, CancellationToken) {
         },
     );
     assert!(loaded.is_valid(), "{:#?}", loaded.diagnostics);
-    let spec = Arc::new(loaded.desired.jobs.into_values().next().unwrap());
+    let spec = loaded.desired.jobs.into_values().next().unwrap();
     let cancel = CancellationToken::new();
     let req = ExecRequest {
         job: spec.id.clone(),

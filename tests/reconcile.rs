@@ -145,3 +145,69 @@ async fn a_revert_to_the_applied_revision_clears_the_stall_and_the_view_follows(
     assert_eq!(r.view().last_fetch_ok, Some(t(2)));
     sched.shutdown(std::time::Duration::from_secs(1)).await;
 }
+
+/// The reconciler records what it applied by carrying unchanged jobs
+/// over: after any sequence of revisions, an unchanged revision under a
+/// new name plans nothing, and each change touches only its job.
+#[tokio::test]
+async fn applied_jobs_are_recorded_through_creates_updates_and_deletes() {
+    let sched = Arc::new(Scheduler::start(
+        SchedulerConfig::default(),
+        Arc::new(SystemClock),
+    ));
+    let mut r = Reconciler::new(sched.clone());
+    const OTHER: &str = "schedule = \"@monthly\"\ncommand = [\"true\"]\n";
+    // The files of each revision, and (created, updated, deleted).
+    type Step<'a> = (&'a [(&'a str, &'a str)], (usize, usize, usize));
+    let steps: [Step; 4] = [
+        (
+            &[("a.toml", JOB), ("b.toml", JOB), ("c.toml", JOB)],
+            (3, 0, 0),
+        ),
+        (
+            &[("a.toml", JOB), ("b.toml", OTHER), ("d.toml", JOB)],
+            (1, 1, 1),
+        ),
+        (&[("b.toml", OTHER), ("d.toml", OTHER)], (0, 1, 1)),
+        (
+            &[("a.toml", JOB), ("b.toml", JOB), ("d.toml", OTHER)],
+            (1, 1, 0),
+        ),
+    ];
+    for (n, (files, (created, updated, deleted))) in steps.into_iter().enumerate() {
+        let out = r
+            .reconcile(snap(&format!("r{n}"), files), t(n as i64))
+            .await;
+        assert_eq!(
+            out,
+            Outcome::Applied {
+                created,
+                updated,
+                deleted
+            },
+            "step {n}"
+        );
+        let again = r
+            .reconcile(snap(&format!("r{n}'"), files), t(n as i64))
+            .await;
+        assert_eq!(
+            again,
+            Outcome::Applied {
+                created: 0,
+                updated: 0,
+                deleted: 0
+            },
+            "step {n}, same files under a new revision"
+        );
+    }
+    let jobs: Vec<String> = sched
+        .state()
+        .await
+        .unwrap()
+        .jobs
+        .iter()
+        .map(|j| j.id.to_string())
+        .collect();
+    assert_eq!(jobs, ["a", "b", "d"]);
+    sched.shutdown(std::time::Duration::from_secs(1)).await;
+}

@@ -75,7 +75,7 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 /// Loads jobs from `(path, toml)` pairs.
-fn jobs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
+fn jobs(files: &[(&str, &str)]) -> BTreeMap<JobId, Arc<JobSpec>> {
     let snapshot = Snapshot::from_texts("test", files);
     let loaded = load(
         &snapshot,
@@ -88,7 +88,7 @@ fn jobs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
     loaded.desired.jobs
 }
 
-fn create_all(j: &BTreeMap<JobId, JobSpec>) -> Plan {
+fn create_all(j: &BTreeMap<JobId, Arc<JobSpec>>) -> Plan {
     diff(j, &BTreeMap::new())
 }
 

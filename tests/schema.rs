@@ -105,7 +105,7 @@ fn clean_spec(l: &Loaded, job: &str) -> JobSpec {
     l.desired
         .jobs
         .get(&id(job))
-        .cloned()
+        .map(|s| JobSpec::clone(s))
         .unwrap_or_else(|| panic!("no job {job}"))
 }
 
@@ -2388,8 +2388,16 @@ fn cached_loads_equal_fresh_loads_through_edits() {
             "c.toml".into(),
             "schedule = \"61 * * * *\"\ncommand = [\"true\"]\n".into(),
         ),
+        // Jobs of a folder share one cache key: a root default reaches a
+        // job two folders down.
+        ("_defaults.toml".into(), "kill_grace = \"20s\"\n".into()),
+        (
+            "team/sub/d.toml".into(),
+            "schedule = \"@daily\"\ncommand = [\"true\"]\n".into(),
+        ),
     ];
     let edits: Vec<(usize, &str)> = vec![
+        (4, "kill_grace = \"30s\"\n"),
         (1, "schedule = \"0 3 * * *\"\ncommand = [\"true\"]\n"),
         (0, "timezone = \"America/New_York\"\n"),
         (3, "schedule = \"@hourly\"\ncommand = [\"true\"]\n"),
@@ -2430,5 +2438,5 @@ fn cached_loads_equal_fresh_loads_through_edits() {
     }
     files.remove(2);
     check(&files, &mut cache);
-    assert_eq!(cache.len(), 2, "entries of removed files are dropped");
+    assert_eq!(cache.len(), 3, "entries of removed files are dropped");
 }

@@ -4,6 +4,7 @@
 //! and shuts down boundedly on SIGTERM/SIGINT (a second signal forces the
 //! exit). SIGHUP reconciles now.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,7 +22,10 @@ use crate::api::{self, ApiConfig, ApiState, Nudge, ReconcileDone, Secret, Teleme
 use crate::reconcile::{Outcome, Reconciler, View};
 use crate::scheduler::{Scheduler, SchedulerConfig, SystemClock};
 use crate::snapshot::Snapshot;
-use crate::source::{FolderCache, GitRef, GitSource, GitSpec, read_folder_cached, watch_folder};
+use crate::source::{
+    Changes, FolderCache, GitRef, GitSource, GitSpec, read_folder_cached, read_folder_changed,
+    watch_folder,
+};
 use crate::spec::load::{LoadCache, load_cached};
 use crate::spec::{LoadOptions, Settings};
 
@@ -183,13 +187,19 @@ impl Source {
     }
 
     /// Reads the source on a blocking thread (file I/O and git must not
-    /// stall the runtime); errors keep their causes.
-    async fn fetch(&self) -> Result<Snapshot, String> {
+    /// stall the runtime); errors keep their causes. `changed`: the only
+    /// paths of a folder that changed since its last read, when the
+    /// watcher vouches for that; else every file is stat'ed.
+    async fn fetch(&self, changed: Option<BTreeSet<PathBuf>>) -> Result<Snapshot, String> {
         match self {
             Source::Folder(path, cache) => {
                 let (p, cache) = (path.clone(), cache.clone());
                 let read = move || {
-                    read_folder_cached(&p, &mut cache.lock().unwrap_or_else(|e| e.into_inner()))
+                    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                    match &changed {
+                        Some(changed) => read_folder_changed(&p, &mut cache, changed),
+                        None => read_folder_cached(&p, &mut cache),
+                    }
                 };
                 match tokio::task::spawn_blocking(read).await {
                     Ok(Ok(s)) => Ok(s),
@@ -351,11 +361,12 @@ impl Loop {
 /// never makes the daemon deaf to signals.
 async fn fetch_unless_signalled(
     source: &Source,
+    changed: Option<BTreeSet<PathBuf>>,
     term: &mut tokio::signal::unix::Signal,
     int: &mut tokio::signal::unix::Signal,
 ) -> Option<Result<Snapshot, String>> {
     tokio::select! {
-        r = source.fetch() => Some(r),
+        r = source.fetch(changed) => Some(r),
         _ = term.recv() => None,
         _ = int.recv() => None,
     }
@@ -406,8 +417,25 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
             Duration::from_secs(2),
         ))
     });
+    // Folders are watched; git sources are polled (a webhook will nudge
+    // them later). The watch starts before the first read, and what it saw
+    // until then is dropped (that read is a full one), so every change
+    // after it is named to a later read.
+    let mut watch = match &source {
+        Source::Folder(path, _) => match watch_folder(path.as_path()) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, poll = ?args.poll, "cannot watch the folder; polling only");
+                None
+            }
+        },
+        Source::Git(_) => None,
+    };
+    if let Some(w) = &watch {
+        let _ = w.take_changes();
+    }
     let began = Instant::now();
-    let Some(first) = fetch_unless_signalled(&source, &mut term, &mut int).await else {
+    let Some(first) = fetch_unless_signalled(&source, None, &mut term, &mut int).await else {
         return Ok(ExitCode::SUCCESS);
     };
     // Bounds come from the first valid driftcron.toml, else the defaults.
@@ -451,24 +479,13 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
     };
     daemon.finish(first, began).await;
 
-    // Folders are watched; git sources are polled and nudged by the
-    // webhook.
-    let mut watch = match &source {
-        Source::Folder(path, _) => match watch_folder(path.as_path()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, poll = ?args.poll, "cannot watch the folder; polling only");
-                None
-            }
-        },
-        Source::Git(_) => None,
-    };
     let mut poll = tokio::time::interval(args.poll);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.tick().await;
 
     loop {
         let mut reply = None;
+        let mut changed = None;
         tokio::select! {
             Some(()) = async {
                 match watch.as_mut() {
@@ -476,10 +493,14 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
                     None => std::future::pending().await,
                 }
             } => {
-                // Let a burst of events settle, then read once.
+                // Let a burst of events settle, then read once: only the
+                // paths the events named, unless the watcher had doubts.
                 tokio::time::sleep(DEBOUNCE).await;
                 if let Some(w) = watch.as_mut() {
                     while w.nudges.try_recv().is_ok() {}
+                    if let Changes::Paths(p) = w.take_changes() {
+                        changed = Some(p);
+                    }
                 }
             }
             _ = poll.tick() => {}
@@ -495,7 +516,8 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
             _ = int.recv() => break,
         }
         let began = Instant::now();
-        let Some(fetched) = fetch_unless_signalled(&source, &mut term, &mut int).await else {
+        let Some(fetched) = fetch_unless_signalled(&source, changed, &mut term, &mut int).await
+        else {
             break;
         };
         let outcome = daemon.finish(fetched, began).await;

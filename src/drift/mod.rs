@@ -7,6 +7,7 @@
 //! explanation and what to do about it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -125,7 +126,7 @@ pub enum RunningSpecs<'a> {
     Unknown,
     /// Specs of this very build (the daemon's own drift): compared by
     /// digest, detailed field by field.
-    Specs(&'a BTreeMap<JobId, JobSpec>),
+    Specs(&'a BTreeMap<JobId, Arc<JobSpec>>),
     /// Specs flattened by another process (`drift --ref` reads them from
     /// `/api/v1/state`): compared field by field, since spec digests are
     /// only stable within one build.
@@ -135,7 +136,7 @@ pub enum RunningSpecs<'a> {
 /// What is compared.
 pub struct DriftInput<'a> {
     /// The jobs of the source revision (valid ones).
-    pub desired: &'a BTreeMap<JobId, JobSpec>,
+    pub desired: &'a BTreeMap<JobId, Arc<JobSpec>>,
     /// The revision `desired` came from.
     pub source_revision: Option<&'a str>,
     /// What is known of the specs the scheduler runs.
@@ -356,7 +357,7 @@ mod tests {
     use crate::snapshot::Snapshot;
     use crate::spec::{LoadOptions, load};
 
-    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
+    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, Arc<JobSpec>> {
         let snap = Snapshot::from_texts("r", files);
         let now = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
         let l = load(

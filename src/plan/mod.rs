@@ -171,21 +171,23 @@ impl Plan {
     }
 }
 
-/// Diffs desired specs against running ones (id → digest).
-pub fn diff(desired: &BTreeMap<JobId, JobSpec>, running: &BTreeMap<JobId, u64>) -> Plan {
+/// Diffs desired specs against running ones (id → digest). The plan
+/// shares the desired specs rather than copying them.
+pub fn diff(desired: &BTreeMap<JobId, Arc<JobSpec>>, running: &BTreeMap<JobId, u64>) -> Plan {
     let mut plan = Plan::default();
+    // Both maps are sorted by id: one merge pass, no search per job.
+    let mut running = running.iter().peekable();
     for (id, spec) in desired {
-        match running.get(id) {
-            None => plan.create.push(Arc::new(spec.clone())),
-            Some(&d) if d == spec_digest(spec) => plan.unchanged.push(id.clone()),
-            Some(_) => plan.update.push(Arc::new(spec.clone())),
+        while let Some((gone, _)) = running.next_if(|(r, _)| *r < id) {
+            plan.delete.push(gone.clone());
+        }
+        match running.next_if(|(r, _)| *r == id) {
+            None => plan.create.push(Arc::clone(spec)),
+            Some((_, &d)) if d == spec_digest(spec) => plan.unchanged.push(id.clone()),
+            Some(_) => plan.update.push(Arc::clone(spec)),
         }
     }
-    plan.delete = running
-        .keys()
-        .filter(|id| !desired.contains_key(*id))
-        .cloned()
-        .collect();
+    plan.delete.extend(running.map(|(gone, _)| gone.clone()));
     plan
 }
 
@@ -195,7 +197,7 @@ mod tests {
     use crate::snapshot::Snapshot;
     use crate::spec::{LoadOptions, load};
 
-    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, JobSpec> {
+    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, Arc<JobSpec>> {
         let snapshot = Snapshot::from_texts("r", files);
         let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
         let l = load(
@@ -252,6 +254,31 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn diff_finds_deletions_before_between_and_after_desired_jobs() {
+        let job = "schedule = \"@daily\"\ncommand = [\"true\"]\n";
+        let old = specs(&[
+            ("a.toml", job),
+            ("c.toml", job),
+            ("e.toml", job),
+            ("g.toml", job),
+        ]);
+        let running: BTreeMap<JobId, u64> = old
+            .iter()
+            .map(|(k, v)| (k.clone(), spec_digest(v)))
+            .collect();
+        let plan = diff(
+            &specs(&[("b.toml", job), ("c.toml", job), ("f.toml", job)]),
+            &running,
+        );
+        let ids = |v: &[Arc<JobSpec>]| v.iter().map(|s| s.id.to_string()).collect::<Vec<_>>();
+        let names = |v: &[JobId]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&plan.create), ["b", "f"]);
+        assert!(plan.update.is_empty());
+        assert_eq!(names(&plan.unchanged), ["c"]);
+        assert_eq!(names(&plan.delete), ["a", "e", "g"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Pure: two loaded revisions and "now" in, a [`PlanReport`] out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Serialize;
@@ -265,8 +266,8 @@ fn file_diffs(base: &Snapshot, head: &Snapshot) -> Vec<FileDiff> {
 /// The busiest minute of each side over the next week: how many distinct
 /// jobs start in it.
 fn forecast(
-    old: &BTreeMap<JobId, JobSpec>,
-    new: &BTreeMap<JobId, JobSpec>,
+    old: &BTreeMap<JobId, Arc<JobSpec>>,
+    new: &BTreeMap<JobId, Arc<JobSpec>>,
     max_running: u32,
     now: DateTime<Utc>,
 ) -> Forecast {
@@ -283,7 +284,11 @@ fn forecast(
     }
 }
 
-fn busiest(jobs: &BTreeMap<JobId, JobSpec>, now: DateTime<Utc>, budget: &mut usize) -> Busiest {
+fn busiest(
+    jobs: &BTreeMap<JobId, Arc<JobSpec>>,
+    now: DateTime<Utc>,
+    budget: &mut usize,
+) -> Busiest {
     let end = now + TimeDelta::days(FORECAST_DAYS);
     let mut per_minute: HashMap<DateTime<Utc>, usize> = HashMap::new();
     'jobs: for spec in jobs.values().filter(|s| s.enabled) {

@@ -2,8 +2,9 @@
 //! `_defaults.toml` cascading, settings, and every diagnostic of every file
 //! in one pass.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -35,7 +36,9 @@ pub struct LoadOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
     pub revision: String,
-    pub jobs: BTreeMap<JobId, JobSpec>,
+    /// Shared with the load cache and, once applied, the scheduler: an
+    /// unchanged job costs a reference count, not a deep copy of its spec.
+    pub jobs: BTreeMap<JobId, Arc<JobSpec>>,
     pub settings: Settings,
 }
 
@@ -67,22 +70,22 @@ impl Loaded {
     }
 }
 
-enum Role {
+enum Role<'a> {
     Settings,
     /// Defaults for the folder (`""` for the root).
-    Defaults(String),
-    Job(String),
+    Defaults(&'a str),
+    Job(&'a str),
 }
 
-fn role(path: &str) -> Role {
+fn role(path: &str) -> Role<'_> {
     if path == SETTINGS_FILE {
         return Role::Settings;
     }
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
     if name == DEFAULTS_FILE {
-        Role::Defaults(dir.to_string())
+        Role::Defaults(dir)
     } else {
-        Role::Job(path.strip_suffix(".toml").unwrap_or(path).to_string())
+        Role::Job(path.strip_suffix(".toml").unwrap_or(path))
     }
 }
 
@@ -143,6 +146,9 @@ const CACHE_TTL: TimeDelta = TimeDelta::minutes(10);
 #[derive(Debug, Default)]
 pub struct LoadCache {
     jobs: HashMap<String, CachedJob>,
+    /// The number of the latest load: entries it did not mark are files
+    /// that are gone, and leave the cache.
+    pass: u64,
 }
 
 #[derive(Debug)]
@@ -153,8 +159,10 @@ struct CachedJob {
     /// Digest of the `_defaults.toml` texts above the job.
     key: u64,
     at: DateTime<Utc>,
-    spec: Option<JobSpec>,
+    spec: Option<Arc<JobSpec>>,
     diagnostics: Vec<Diagnostic>,
+    /// The last load that found the file.
+    pass: u64,
 }
 
 impl LoadCache {
@@ -201,42 +209,49 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
             Err(d) => diags.push(*d),
         }
     }
-    let defaults_text: HashMap<String, String> = roles
+    // Each folder's defaults, as an index into `sources`.
+    let defaults_at: HashMap<&str, usize> = roles
         .iter()
-        .zip(&sources)
-        .filter_map(|(role, src)| match role {
-            Role::Defaults(dir) => Some((dir.clone(), src.text.clone())),
+        .enumerate()
+        .filter_map(|(i, role)| match role {
+            Role::Defaults(dir) => Some((*dir, i)),
             _ => None,
         })
         .collect();
+    // Jobs of one folder share the defaults above them, so their cache key
+    // is computed once per folder.
+    let mut keys: HashMap<&str, u64> = HashMap::new();
+    cache.pass = cache.pass.wrapping_add(1);
+    let pass = cache.pass;
     // Jobs: a cache hit (same bytes, same defaults, fresh) is reused as is,
     // without even decoding the file; the rest are decoded for validation.
-    let mut hits: Vec<(Option<JobSpec>, Vec<Diagnostic>)> = Vec::new();
+    let mut hits: Vec<(Option<Arc<JobSpec>>, Vec<Diagnostic>)> = Vec::new();
     let mut misses: Vec<(usize, u64)> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
     let mut decoded_jobs = 0;
     for f in snapshot.files.iter().filter(|f| f.path.ends_with(".toml")) {
         let role = role(&f.path);
-        let Role::Job(id_text) = &role else { continue };
-        seen.insert(f.path.clone());
-        let key = {
+        let Role::Job(id_text) = role else { continue };
+        let folder = id_text.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let key = *keys.entry(folder).or_insert_with(|| {
             let mut h = DefaultHasher::new();
             for dir in ancestors(id_text) {
-                if let Some(t) = defaults_text.get(dir) {
+                if let Some(&i) = defaults_at.get(dir) {
                     dir.hash(&mut h);
-                    t.hash(&mut h);
+                    sources[i].text.hash(&mut h);
                 }
             }
             h.finish()
-        };
-        if let Some(c) = cache.jobs.get(&f.path)
-            && c.key == key
-            && c.text.as_bytes() == f.bytes.as_slice()
-            && (opts.now - c.at).abs() < CACHE_TTL
-        {
-            decoded_jobs += 1;
-            hits.push((c.spec.clone(), c.diagnostics.clone()));
-            continue;
+        });
+        if let Some(c) = cache.jobs.get_mut(f.path.as_str()) {
+            c.pass = pass;
+            if c.key == key
+                && c.text.as_bytes() == f.bytes.as_slice()
+                && (opts.now - c.at).abs() < CACHE_TTL
+            {
+                decoded_jobs += 1;
+                hits.push((c.spec.clone(), c.diagnostics.clone()));
+                continue;
+            }
         }
         match decode(&f.path, &f.bytes) {
             Ok(text) => {
@@ -314,7 +329,7 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
 
     // Defaults: checked once on their own, then stripped of job-only
     // fields (already reported) before they cascade.
-    let mut defaults: HashMap<String, Table> = HashMap::new();
+    let mut defaults: HashMap<&str, Table> = HashMap::new();
     for (i, role) in roles.iter().enumerate() {
         if let (Role::Defaults(dir), Some(t)) = (role, &tables[i]) {
             let raw = RawJob::read(t, &mut r);
@@ -327,24 +342,27 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
             cascading
                 .entries
                 .retain(|(k, _)| !JOB_ONLY_FIELDS.contains(&k.name.as_str()));
-            defaults.insert(dir.clone(), cascading);
+            defaults.insert(dir, cascading);
         }
     }
 
+    // Collected, then built in one go: the map is built from sorted pairs
+    // without a search per job.
+    let mut jobs: Vec<(JobId, Arc<JobSpec>)> = Vec::with_capacity(hits.len() + misses.len());
     for (spec, job_diags) in hits {
         r.diags.extend(job_diags);
         if let Some(spec) = spec {
-            desired.jobs.insert(spec.id.clone(), spec);
+            jobs.push((spec.id.clone(), spec));
         }
     }
     for (i, key) in misses {
-        let Role::Job(id_text) = &roles[i] else {
+        let Role::Job(id_text) = roles[i] else {
             continue;
         };
         let first_diag = r.diags.len();
-        let spec = job(i, id_text, &sources, &defaults, opts, &mut r);
+        let spec = job(i, id_text, &sources, &defaults, opts, &mut r).map(Arc::new);
         if let Some(spec) = &spec {
-            desired.jobs.insert(spec.id.clone(), spec.clone());
+            jobs.push((spec.id.clone(), Arc::clone(spec)));
         }
         cache.jobs.insert(
             sources[i].name.clone(),
@@ -354,10 +372,13 @@ pub fn load_cached(snapshot: &Snapshot, opts: &LoadOptions, cache: &mut LoadCach
                 at: opts.now,
                 spec,
                 diagnostics: r.diags[first_diag..].to_vec(),
+                pass,
             },
         );
     }
-    cache.jobs.retain(|p, _| seen.contains(p));
+    // Later pairs win over earlier ones with the same id, as inserts would.
+    desired.jobs = jobs.into_iter().collect();
+    cache.jobs.retain(|_, c| c.pass == pass);
 
     let mut all = diags;
     all.append(&mut r.diags);
@@ -375,7 +396,7 @@ fn job(
     i: usize,
     id_text: &str,
     sources: &[SourceText],
-    defaults: &HashMap<String, Table>,
+    defaults: &HashMap<&str, Table>,
     opts: &LoadOptions,
     r: &mut Reporter<'_>,
 ) -> Option<JobSpec> {
