@@ -842,7 +842,7 @@ impl Core {
         self.next_exec += 1;
         let spec = job.spec.clone();
         let job_generation = job.generation;
-        let run_id: Arc<str> = Arc::from(run_id(&p.job, p.slot));
+        let run_id = run_id_arc(&p.job, p.slot);
         // A token of its own, not a child of a root: shutdown cancels each
         // execution itself, and a child token would lock the root's child
         // list on every start and end.
@@ -1335,29 +1335,66 @@ fn output_preview(output: &[u8]) -> String {
 
 /// `<job>@<scheduled time, UTC RFC 3339>`.
 pub fn run_id(job: &JobId, slot: DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    use std::fmt::Write;
-    // Written by hand for whole seconds (the common case): chrono's
-    // formatter costs more than the rest of a fire.
-    if slot.nanosecond() != 0 || !(0..=9999).contains(&slot.year()) {
-        return format!(
+    match whole_second_stamp(slot) {
+        Some(stamp) => {
+            let mut s = String::with_capacity(job.as_str().len() + stamp.len());
+            s.push_str(job.as_str());
+            s.push_str(std::str::from_utf8(&stamp).expect("ASCII"));
+            s
+        }
+        None => format!(
             "{job}@{}",
             slot.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-        );
+        ),
     }
-    let mut s = String::with_capacity(job.as_str().len() + 21);
-    s.push_str(job.as_str());
-    let _ = write!(
-        s,
-        "@{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        slot.year(),
-        slot.month(),
-        slot.day(),
-        slot.hour(),
-        slot.minute(),
-        slot.second()
-    );
-    s
+}
+
+/// `@YYYY-MM-DDTHH:MM:SSZ`.
+const STAMP_LEN: usize = 21;
+
+/// Room on the stack for a run id built without a temporary `String`: the
+/// longest job id plus the stamp fits.
+const RUN_ID_BUF: usize = crate::spec::job::MAX_JOB_ID_LEN + STAMP_LEN;
+
+/// The run id as the execution gets it, built on the stack and copied
+/// once into its shared string: one allocation per run, not two.
+fn run_id_arc(job: &JobId, slot: DateTime<Utc>) -> Arc<str> {
+    let id = job.as_str().as_bytes();
+    match whole_second_stamp(slot) {
+        Some(stamp) if id.len() + STAMP_LEN <= RUN_ID_BUF => {
+            let mut buf = [0u8; RUN_ID_BUF];
+            buf[..id.len()].copy_from_slice(id);
+            buf[id.len()..id.len() + STAMP_LEN].copy_from_slice(&stamp);
+            Arc::from(std::str::from_utf8(&buf[..id.len() + STAMP_LEN]).expect("ASCII"))
+        }
+        _ => Arc::from(run_id(job, slot)),
+    }
+}
+
+/// `@` and the slot in RFC 3339 UTC, for a slot on a whole second of years
+/// 0–9999 (the common case), written digit by digit: chrono's formatter,
+/// and even `write!`, cost more than the rest of a fire.
+fn whole_second_stamp(slot: DateTime<Utc>) -> Option<[u8; STAMP_LEN]> {
+    use chrono::{Datelike, Timelike};
+    if slot.nanosecond() != 0 || !(0..=9999).contains(&slot.year()) {
+        return None;
+    }
+    let year = slot.year() as u32;
+    let mut out = *b"@0000-00-00T00:00:00Z";
+    let fields = [
+        (1, year / 100),
+        (3, year % 100),
+        (6, slot.month()),
+        (9, slot.day()),
+        (12, slot.hour()),
+        (15, slot.minute()),
+        (18, slot.second()),
+    ];
+    for (at, v) in fields {
+        out[at] = b'0' + (v / 10) as u8;
+        out[at + 1] = b'0' + (v % 10) as u8;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -1404,5 +1441,11 @@ mod tests {
         }
         let t = DateTime::from_timestamp(1, 500_000_000).unwrap();
         assert_eq!(run_id(&id, t), "a@1970-01-01T00:00:01.500Z");
+        let long = JobId::parse(&"x".repeat(crate::spec::job::MAX_JOB_ID_LEN)).unwrap();
+        for (job, ts) in [(&id, 4_102_444_799), (&id, 0), (&long, 1_767_225_600)] {
+            let t = DateTime::from_timestamp(ts, 0).unwrap();
+            assert_eq!(&*run_id_arc(job, t), run_id(job, t));
+        }
+        assert_eq!(&*run_id_arc(&id, t), "a@1970-01-01T00:00:01.500Z");
     }
 }
