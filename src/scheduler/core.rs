@@ -4,7 +4,7 @@
 //! writers and every task it starts is in its `JoinSet`.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 
 use crate::fxhash::FxHashMap;
@@ -107,12 +107,106 @@ enum TimerKind {
     Retry,
 }
 
-type TimerKey = (JobId, TimerKind);
+/// A job's slot in the registry. Everything per run and per timer names
+/// its job by handle, so the id (a string) is stored once, in the entry,
+/// and no fire or finish hashes it. A handle is reused after its job is
+/// deleted; the epoch tells versions apart (see `JobEntry::epoch`).
+type Handle = u32;
+
+/// A timer's key in the index: the job's handle and the timer's kind.
+fn timer_key(job: Handle, kind: TimerKind) -> u32 {
+    job * 2 + kind as u32
+}
+
+fn timer_of(key: u32) -> (Handle, TimerKind) {
+    let kind = if key % 2 == 0 {
+        TimerKind::Fire
+    } else {
+        TimerKind::Retry
+    };
+    (key / 2, kind)
+}
+
+/// The timer key `Fault::StaleTimerEntry` injects: no job has its handle.
+const INJECTED_STALE_KEY: u32 = u32::MAX - 1;
+
+/// Every job, by handle, with an id → handle map for the API's calls.
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Option<JobEntry>>,
+    /// Vacant slots, reused before the vector grows.
+    free: Vec<Handle>,
+    by_id: FxHashMap<JobId, Handle>,
+}
+
+impl Registry {
+    fn handle(&self, id: &JobId) -> Option<Handle> {
+        self.by_id.get(id).copied()
+    }
+
+    fn get(&self, h: Handle) -> Option<&JobEntry> {
+        self.slots.get(h as usize)?.as_ref()
+    }
+
+    fn get_mut(&mut self, h: Handle) -> Option<&mut JobEntry> {
+        self.slots.get_mut(h as usize)?.as_mut()
+    }
+
+    /// Room for `more` jobs without regrowing: a plan of a hundred thousand
+    /// creations reserves once, exactly, instead of doubling past it.
+    fn reserve(&mut self, more: usize) {
+        let more = more.saturating_sub(self.free.len());
+        self.slots.reserve_exact(more);
+        self.by_id.reserve(more);
+    }
+
+    fn insert(&mut self, entry: JobEntry) -> Handle {
+        let id = entry.id.clone();
+        let h = match self.free.pop() {
+            Some(h) => {
+                self.slots[h as usize] = Some(entry);
+                h
+            }
+            None => {
+                self.slots.push(Some(entry));
+                Handle::try_from(self.slots.len() - 1).expect("fewer than 2^31 jobs")
+            }
+        };
+        self.by_id.insert(id, h);
+        h
+    }
+
+    fn remove(&mut self, id: &JobId) -> Option<(Handle, JobEntry)> {
+        let h = self.by_id.remove(id)?;
+        let entry = self.slots[h as usize].take()?;
+        self.free.push(h);
+        Some((h, entry))
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Handle, &JobEntry)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(h, e)| Some((h as Handle, e.as_ref()?)))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &JobEntry> {
+        self.slots.iter().flatten()
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut JobEntry> {
+        self.slots.iter_mut().flatten()
+    }
+}
 
 /// A run waiting for room.
 #[derive(Debug, Clone)]
 struct Pending {
-    job: JobId,
+    job: Handle,
     /// The job version it belongs to (see `JobEntry::epoch`).
     epoch: u64,
     slot: DateTime<Utc>,
@@ -122,6 +216,7 @@ struct Pending {
 
 /// Per-job state: one entry, removed with the job.
 struct JobEntry {
+    id: JobId,
     spec: Arc<JobSpec>,
     digest: u64,
     /// Bumped on each change of this job's spec (shown to users).
@@ -216,7 +311,10 @@ impl JobEntry {
 
 /// One execution the core owns.
 struct ExecRecord {
+    /// Kept for display: the job may be deleted while this runs drains.
     job: JobId,
+    /// The registry slot it was started from (see `Pending::epoch`).
+    handle: Handle,
     generation: u64,
     epoch: u64,
     run_id: Arc<str>,
@@ -238,8 +336,8 @@ pub struct Core {
     runner: Arc<dyn Runner>,
     rx: mpsc::Receiver<Command>,
     root: CancellationToken,
-    jobs: FxHashMap<JobId, JobEntry>,
-    timers: TimerIndex<TimerKey>,
+    jobs: Registry,
+    timers: TimerIndex<u32>,
     execs: FxHashMap<u64, ExecRecord>,
     tasks: JoinSet<(u64, ExecOutput)>,
     /// Process groups started and not yet seen dead.
@@ -270,7 +368,7 @@ impl Core {
             runner,
             rx,
             root: CancellationToken::new(),
-            jobs: FxHashMap::default(),
+            jobs: Registry::default(),
             timers: TimerIndex::default(),
             execs: FxHashMap::default(),
             tasks: JoinSet::new(),
@@ -372,37 +470,17 @@ impl Core {
         }
     }
 
-    fn jitter_for(&mut self, id: &JobId, spec: &JobSpec) -> TimeDelta {
-        let max = spec.jitter.max;
-        if max.is_zero() {
-            return TimeDelta::zero();
-        }
-        let d = match spec.jitter.mode {
-            JitterMode::Stable => spec.jitter.stable_delay(id),
-            JitterMode::Random => {
-                // xorshift64: jitter needs spread, not secrecy.
-                self.rng ^= self.rng << 13;
-                self.rng ^= self.rng >> 7;
-                self.rng ^= self.rng << 17;
-                Duration::from_millis(self.rng % (max.as_millis().max(1) as u64))
-            }
-        };
-        TimeDelta::from_std(d).unwrap_or(TimeDelta::zero())
-    }
-
     /// Computes the job's next slot after `after` and (re)sets its timer.
-    fn schedule_next(&mut self, id: &JobId, after: DateTime<Utc>) {
-        let Some(job) = self.jobs.get(id) else { return };
-        let spec = job.spec.clone();
-        let active = job.active();
-        let next = spec.schedule.next_after(after);
-        let jitter = self.jitter_for(id, &spec);
-        if let Some(job) = self.jobs.get_mut(id) {
-            job.next_fire = next;
-        }
-        let key = (id.clone(), TimerKind::Fire);
+    fn schedule_next(&mut self, h: Handle, after: DateTime<Utc>) {
+        let Some(job) = self.jobs.slots.get_mut(h as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        let next = job.spec.schedule.next_after(after);
+        let jitter = jitter_for(&mut self.rng, &job.id, &job.spec);
+        job.next_fire = next;
+        let key = timer_key(h, TimerKind::Fire);
         match next {
-            Some(t) if active => self.timers.set(key, t + jitter),
+            Some(t) if job.active() => self.timers.set(key, t + jitter),
             _ => {
                 self.timers.remove(&key);
             }
@@ -415,12 +493,14 @@ impl Core {
             unchanged: plan.unchanged.len(),
             ..ApplyReport::default()
         };
+        self.jobs.reserve(plan.create.len());
         for spec in plan.create.into_iter().chain(plan.update) {
             let id = spec.id.clone();
             let digest = spec_digest(&spec);
-            match self.jobs.get_mut(&id) {
-                Some(job) if job.digest == digest => report.unchanged += 1,
-                Some(job) => {
+            let h = self.jobs.handle(&id);
+            match h.and_then(|h| Some((h, self.jobs.get_mut(h)?))) {
+                Some((_, job)) if job.digest == digest => report.unchanged += 1,
+                Some((h, job)) => {
                     report.updated += 1;
                     job.spec = spec.clone();
                     job.digest = digest;
@@ -437,7 +517,7 @@ impl Core {
                         Some(n) if n <= now => n - TimeDelta::nanoseconds(1),
                         _ => now,
                     };
-                    self.timers.remove(&(id.clone(), TimerKind::Retry));
+                    self.timers.remove(&timer_key(h, TimerKind::Retry));
                     for exec in running {
                         self.orphan(
                             exec,
@@ -447,39 +527,37 @@ impl Core {
                             &mut report,
                         );
                     }
-                    self.schedule_next(&id, after);
+                    self.schedule_next(h, after);
                 }
                 None => {
                     report.created += 1;
-                    self.jobs.insert(
-                        id.clone(),
-                        JobEntry {
-                            spec,
-                            digest,
-                            generation: 1,
-                            epoch: {
-                                self.next_epoch += 1;
-                                self.next_epoch
-                            },
-                            next_fire: None,
-                            enabled_override: None,
-                            running: Vec::new(),
-                            queue: VecDeque::new(),
-                            retry: None,
-                            recent: VecDeque::new(),
+                    let h = self.jobs.insert(JobEntry {
+                        id,
+                        spec,
+                        digest,
+                        generation: 1,
+                        epoch: {
+                            self.next_epoch += 1;
+                            self.next_epoch
                         },
-                    );
-                    self.schedule_next(&id, now);
+                        next_fire: None,
+                        enabled_override: None,
+                        running: Vec::new(),
+                        queue: VecDeque::new(),
+                        retry: None,
+                        recent: VecDeque::new(),
+                    });
+                    self.schedule_next(h, now);
                 }
             }
         }
         for id in plan.delete {
-            let Some(job) = self.jobs.remove(&id) else {
+            let Some((h, job)) = self.jobs.remove(&id) else {
                 continue;
             };
             report.deleted += 1;
-            self.timers.remove(&(id.clone(), TimerKind::Fire));
-            self.timers.remove(&(id.clone(), TimerKind::Retry));
+            self.timers.remove(&timer_key(h, TimerKind::Fire));
+            self.timers.remove(&timer_key(h, TimerKind::Retry));
             self.counters.dropped_on_change += job.queue.len() as u64;
             for exec in job.running {
                 self.orphan(
@@ -494,7 +572,7 @@ impl Core {
         let jobs = &self.jobs;
         let before = self.global_queue.len();
         self.global_queue
-            .retain(|p| jobs.get(&p.job).is_some_and(|j| j.epoch == p.epoch));
+            .retain(|p| jobs.get(p.job).is_some_and(|j| j.epoch == p.epoch));
         self.counters.dropped_on_change += (before - self.global_queue.len()) as u64;
         self.revision = Some(Arc::from(revision));
         report
@@ -528,10 +606,14 @@ impl Core {
 
     fn set_override(&mut self, id: &JobId, enabled: bool) -> Result<(), SchedulerError> {
         let now = self.clock.now();
+        let h = self
+            .jobs
+            .handle(id)
+            .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
         let job = self
             .jobs
-            .get_mut(id)
-            .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
+            .get_mut(h)
+            .expect("a handle in the map has an entry");
         job.enabled_override = if enabled == job.spec.enabled {
             None
         } else {
@@ -539,28 +621,29 @@ impl Core {
         };
         if !enabled {
             job.retry = None;
-            self.timers.remove(&(id.clone(), TimerKind::Retry));
+            self.timers.remove(&timer_key(h, TimerKind::Retry));
             // Queued runs of a suspended job do not start: dropped, counted.
             let mut dropped = job.queue.len();
             job.queue.clear();
             let before = self.global_queue.len();
-            self.global_queue.retain(|p| &p.job != id || p.manual);
+            self.global_queue.retain(|p| p.job != h || p.manual);
             dropped += before - self.global_queue.len();
             self.counters.dropped_on_change += dropped as u64;
         }
-        self.schedule_next(id, now);
+        self.schedule_next(h, now);
         Ok(())
     }
 
     fn trigger(&mut self, id: &JobId) -> Result<String, SchedulerError> {
         let now = self.clock.now();
-        let job = self
+        let h = self
             .jobs
-            .get(id)
+            .handle(id)
             .ok_or_else(|| SchedulerError::UnknownJob(id.to_string()))?;
+        let job = self.jobs.get(h).expect("a handle in the map has an entry");
         self.counters.triggered += 1;
         let pending = Pending {
-            job: id.clone(),
+            job: h,
             epoch: job.epoch,
             slot: now,
             attempt: 1,
@@ -576,19 +659,20 @@ impl Core {
         let now = self.clock.now();
         let mut budget = FIRE_BATCH;
         while budget > 0
-            && let Some((deadline, (id, kind))) = self.timers.pop_due(now)
+            && let Some((deadline, key)) = self.timers.pop_due(now)
         {
             budget -= 1;
+            let (h, kind) = timer_of(key);
             match kind {
-                TimerKind::Fire => self.on_fire(&id, deadline, now),
+                TimerKind::Fire => self.on_fire(h, deadline, now),
                 TimerKind::Retry => {
-                    let Some(job) = self.jobs.get_mut(&id) else {
+                    let Some(job) = self.jobs.get_mut(h) else {
                         continue;
                     };
                     if let Some((slot, attempt)) = job.retry.take() {
                         let epoch = job.epoch;
                         self.start_or_queue(Pending {
-                            job: id,
+                            job: h,
                             epoch,
                             slot,
                             attempt,
@@ -602,13 +686,13 @@ impl Core {
 
     /// A job's timer fired: decide which due slots run (misfire policy),
     /// then re-arm it.
-    fn on_fire(&mut self, id: &JobId, deadline: DateTime<Utc>, now: DateTime<Utc>) {
-        let Some(job) = self.jobs.get(id) else {
+    fn on_fire(&mut self, h: Handle, deadline: DateTime<Utc>, now: DateTime<Utc>) {
+        let Some(job) = self.jobs.get(h) else {
             // Cannot happen while the index is consistent; if it does, the
             // next audit says so.
             if self.noticed.len() < MAX_NOTICED {
                 self.noticed
-                    .push(format!("timer fired for unknown job {id}"));
+                    .push(format!("timer fired for unknown job slot {h}"));
             }
             return;
         };
@@ -637,12 +721,12 @@ impl Core {
                 let run = on_time || !matches!(spec.catch_up, CatchUp::None);
                 if !run {
                     self.counters.missed_misfire += 1;
-                    tracing::warn!(job = %id, missed = 1, "slots missed (misfire)");
+                    tracing::warn!(job = %self.job_id(h), missed = 1, "slots missed (misfire)");
                 }
-                self.rearm(id, &spec, next);
+                self.rearm(h, next);
                 if run {
                     self.start_or_queue(Pending {
-                        job: id.clone(),
+                        job: h,
                         epoch,
                         slot: first,
                         attempt: 1,
@@ -673,7 +757,7 @@ impl Core {
         }
         if total == 0 {
             // Woken early (jitter moved the deadline): re-arm.
-            self.schedule_next(id, first - TimeDelta::seconds(1));
+            self.schedule_next(h, first - TimeDelta::seconds(1));
             return;
         }
         if capped {
@@ -729,18 +813,18 @@ impl Core {
         };
         self.counters.missed_misfire += (total - run.len()) as u64;
         if total > run.len() {
-            tracing::warn!(job = %id, missed = total - run.len(), "slots missed (misfire)");
+            tracing::warn!(job = %self.job_id(h), missed = total - run.len(), "slots missed (misfire)");
         }
         // Re-arm before starting, so the timer entry always exists for an
         // active job.
         if capped {
-            self.schedule_next(id, now);
+            self.schedule_next(h, now);
         } else {
-            self.rearm(id, &spec, slot);
+            self.rearm(h, slot);
         }
         for s in run {
             self.start_or_queue(Pending {
-                job: id.clone(),
+                job: h,
                 epoch,
                 slot: s,
                 attempt: 1,
@@ -750,29 +834,28 @@ impl Core {
     }
 
     /// Sets the job's next slot and its timer (with a fresh jitter).
-    fn rearm(&mut self, id: &JobId, spec: &JobSpec, next: Option<DateTime<Utc>>) {
-        match next {
-            Some(next) => {
-                let jitter = self.jitter_for(id, spec);
-                if let Some(job) = self.jobs.get_mut(id) {
-                    job.next_fire = Some(next);
-                }
-                self.timers
-                    .set((id.clone(), TimerKind::Fire), next + jitter);
-            }
-            None => {
-                if let Some(job) = self.jobs.get_mut(id) {
-                    job.next_fire = None;
-                }
-            }
+    fn rearm(&mut self, h: Handle, next: Option<DateTime<Utc>>) {
+        let Some(job) = self.jobs.slots.get_mut(h as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        job.next_fire = next;
+        if let Some(next) = next {
+            let jitter = jitter_for(&mut self.rng, &job.id, &job.spec);
+            self.timers
+                .set(timer_key(h, TimerKind::Fire), next + jitter);
         }
+    }
+
+    /// The id of the job in slot `h`, for log lines.
+    fn job_id(&self, h: Handle) -> &str {
+        self.jobs.get(h).map_or("?", |j| j.id.as_str())
     }
 
     /// Applies the job's concurrency policy and the global limit, then
     /// starts, queues, or drops (counted) the run.
     fn start_or_queue(&mut self, p: Pending) {
         let now = self.clock.now();
-        let Some(job) = self.jobs.get_mut(&p.job) else {
+        let Some(job) = self.jobs.get_mut(p.job) else {
             self.counters.dropped_on_change += 1;
             return;
         };
@@ -784,7 +867,7 @@ impl Core {
         match job.spec.concurrency {
             Concurrency::Forbid if busy => {
                 self.counters.skipped_forbid += 1;
-                tracing::info!(job = %p.job, "run skipped: previous run still going (forbid)");
+                tracing::info!(job = %job.id, "run skipped: previous run still going (forbid)");
                 return;
             }
             Concurrency::Allow { max_instances }
@@ -827,7 +910,7 @@ impl Core {
                 self.global_queue.push_back(p);
             } else {
                 self.counters.global_queue_overflow += 1;
-                tracing::warn!(job = %p.job, "run dropped: global queue full (max_queued)");
+                tracing::warn!(job = %self.job_id(p.job), "run dropped: global queue full (max_queued)");
             }
             return;
         }
@@ -835,21 +918,21 @@ impl Core {
     }
 
     fn spawn(&mut self, p: Pending, now: DateTime<Utc>) {
-        let Some(job) = self.jobs.get_mut(&p.job) else {
+        let Some(job) = self.jobs.get_mut(p.job) else {
             return;
         };
         let exec_id = self.next_exec;
         self.next_exec += 1;
         let spec = job.spec.clone();
         let job_generation = job.generation;
-        let run_id = run_id_arc(&p.job, p.slot);
+        let run_id = run_id_arc(&job.id, p.slot);
         // A token of its own, not a child of a root: shutdown cancels each
         // execution itself, and a child token would lock the root's child
         // list on every start and end.
         let cancel = CancellationToken::new();
         let shared = ExecShared::new(spec.kill_grace);
         let req = ExecRequest {
-            job: p.job.clone(),
+            job: job.id.clone(),
             run_id: run_id.clone(),
             scheduled_at: p.slot,
             attempt: p.attempt,
@@ -866,11 +949,12 @@ impl Core {
         self.counters.started += 1;
         let late = (now - p.slot).num_milliseconds().max(0) as u64;
         self.counters.lateness.observe(&LATENESS_BUCKETS, late);
-        tracing::info!(job = %p.job, run_id = %run_id, attempt = p.attempt, "run started");
+        tracing::info!(job = %job.id, run_id = %run_id, attempt = p.attempt, "run started");
         self.execs.insert(
             exec_id,
             ExecRecord {
-                job: p.job,
+                job: job.id.clone(),
+                handle: p.job,
                 generation: job_generation,
                 epoch: p.epoch,
                 run_id,
@@ -944,7 +1028,7 @@ impl Core {
         let now = self.clock.now();
         // A run counts for the job entry that started it (a job deleted and
         // created again is a new entry and does not inherit it).
-        if let Some(job) = self.jobs.get_mut(&rec.job)
+        if let Some(job) = self.jobs.get_mut(rec.handle)
             && job.running.contains(&exec_id)
         {
             job.running.retain(|e| *e != exec_id);
@@ -977,7 +1061,8 @@ impl Core {
                     }
                     job.retry = Some((rec.slot, rec.attempt + 1));
                     self.counters.retries_scheduled += 1;
-                    self.timers.set((rec.job.clone(), TimerKind::Retry), due);
+                    self.timers
+                        .set(timer_key(rec.handle, TimerKind::Retry), due);
                 }
             }
             // The job's own queue goes first.
@@ -999,7 +1084,7 @@ impl Core {
             };
             let late = self
                 .jobs
-                .get(&p.job)
+                .get(p.job)
                 .and_then(|j| j.spec.starting_deadline)
                 .and_then(|d| TimeDelta::from_std(d).ok())
                 .is_some_and(|d| now - p.slot > d);
@@ -1019,17 +1104,18 @@ impl Core {
             v.push("timer index: ordered set and key map disagree (stale entry)".to_string());
         }
         let mut fire_entries = 0;
-        for (id, kind) in self.timers.keys() {
-            match (self.jobs.get(id), kind) {
-                (None, _) => v.push(format!("timer entry for unknown job {id}")),
+        for key in self.timers.keys() {
+            let (h, kind) = timer_of(*key);
+            match (self.jobs.get(h), kind) {
+                (None, _) => v.push(format!("timer entry for unknown job slot {h}")),
                 (Some(j), TimerKind::Fire) => {
                     fire_entries += 1;
                     if !j.active() {
-                        v.push(format!("timer entry for suspended job {id}"));
+                        v.push(format!("timer entry for suspended job {}", j.id));
                     }
                 }
                 (Some(j), TimerKind::Retry) if j.retry.is_none() => {
-                    v.push(format!("retry timer without a pending retry for {id}"));
+                    v.push(format!("retry timer without a pending retry for {}", j.id));
                 }
                 _ => {}
             }
@@ -1039,13 +1125,22 @@ impl Core {
             .values()
             .filter(|j| j.active() && j.next_fire.is_some())
             .count();
-        for (id, j) in &self.jobs {
+        for (h, j) in self.jobs.iter() {
             if j.active()
                 && j.next_fire.is_some()
-                && self.timers.get(&(id.clone(), TimerKind::Fire)).is_none()
+                && self.timers.get(&timer_key(h, TimerKind::Fire)).is_none()
             {
-                v.push(format!("active job {id} has no timer entry"));
+                v.push(format!("active job {} has no timer entry", j.id));
             }
+        }
+        let filed = self
+            .jobs
+            .by_id
+            .iter()
+            .filter(|(id, h)| self.jobs.get(**h).is_some_and(|j| &j.id == *id))
+            .count();
+        if filed != self.jobs.len() || self.jobs.values().count() != self.jobs.len() {
+            v.push("job registry: id map and slots disagree".to_string());
         }
         if self.execs.len() != self.tasks.len() {
             v.push(format!(
@@ -1088,9 +1183,8 @@ impl Core {
         let now = self.clock.now();
         match fault {
             Fault::StaleTimerEntry => {
-                let id = JobId::parse("injected/stale").expect("valid id");
                 self.timers
-                    .inject_stale((id, TimerKind::Fire), now + TimeDelta::days(1));
+                    .inject_stale(INJECTED_STALE_KEY, now + TimeDelta::days(1));
             }
             Fault::UntrackedTask => {
                 let token = self.root.child_token();
@@ -1126,9 +1220,9 @@ impl Core {
                 orphaned_since: r.orphaned.map(|(t, _)| t),
             })
         };
-        let mut queued_global: HashMap<&JobId, usize> = HashMap::new();
+        let mut queued_global: FxHashMap<Handle, usize> = FxHashMap::default();
         for p in &self.global_queue {
-            *queued_global.entry(&p.job).or_default() += 1;
+            *queued_global.entry(p.job).or_default() += 1;
         }
         let manual = |j: &JobEntry| {
             j.running
@@ -1149,14 +1243,19 @@ impl Core {
                 counts.overridden += 1;
             }
         }
-        let selected: Box<dyn Iterator<Item = (&JobId, &JobEntry)>> = match filter {
+        let selected: Box<dyn Iterator<Item = (Handle, &JobEntry)>> = match filter {
             JobFilter::All => Box::new(self.jobs.iter()),
-            JobFilter::One(id) => Box::new(self.jobs.get_key_value(id).into_iter()),
+            JobFilter::One(id) => Box::new(
+                self.jobs
+                    .handle(id)
+                    .and_then(|h| Some((h, self.jobs.get(h)?)))
+                    .into_iter(),
+            ),
             JobFilter::None => Box::new(std::iter::empty()),
         };
         let mut jobs: Vec<JobState> = selected
-            .map(|(id, j)| JobState {
-                id: id.to_string(),
+            .map(|(h, j)| JobState {
+                id: j.id.to_string(),
                 spec_digest: format!("{:016x}", j.digest),
                 generation: j.generation,
                 enabled: j.spec.enabled,
@@ -1165,8 +1264,8 @@ impl Core {
                 overridden: j.enabled_override.is_some() || manual(j),
                 next_fire: j.next_fire,
                 active: j.running.iter().filter_map(exec_state).collect(),
-                queued: j.queue.len() + queued_global.get(id).copied().unwrap_or(0),
-                recent: j.recent.iter().map(|f| f.record(id)).collect(),
+                queued: j.queue.len() + queued_global.get(&h).copied().unwrap_or(0),
+                recent: j.recent.iter().map(|f| f.record(&j.id)).collect(),
             })
             .collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
@@ -1331,6 +1430,26 @@ fn output_preview(output: &[u8]) -> String {
     let trimmed = text.trim_end();
     let start = trimmed.char_indices().rev().nth(199).map_or(0, |(i, _)| i);
     trimmed[start..].replace('\n', " | ")
+}
+
+/// The delay to add to a job's next slot: none, its stable delay, or a
+/// random one below its maximum.
+fn jitter_for(rng: &mut u64, id: &JobId, spec: &JobSpec) -> TimeDelta {
+    let max = spec.jitter.max;
+    if max.is_zero() {
+        return TimeDelta::zero();
+    }
+    let d = match spec.jitter.mode {
+        JitterMode::Stable => spec.jitter.stable_delay(id),
+        JitterMode::Random => {
+            // xorshift64: jitter needs spread, not secrecy.
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            Duration::from_millis(*rng % (max.as_millis().max(1) as u64))
+        }
+    };
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::zero())
 }
 
 /// `<job>@<scheduled time, UTC RFC 3339>`.
