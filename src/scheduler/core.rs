@@ -337,7 +337,7 @@ pub struct Core {
     rx: mpsc::Receiver<Command>,
     root: CancellationToken,
     jobs: Registry,
-    timers: TimerIndex<u32>,
+    timers: TimerIndex,
     execs: FxHashMap<u64, ExecRecord>,
     tasks: JoinSet<(u64, ExecOutput)>,
     /// Process groups started and not yet seen dead.
@@ -482,7 +482,7 @@ impl Core {
         match next {
             Some(t) if job.active() => self.timers.set(key, t + jitter),
             _ => {
-                self.timers.remove(&key);
+                self.timers.remove(key);
             }
         }
     }
@@ -517,7 +517,7 @@ impl Core {
                         Some(n) if n <= now => n - TimeDelta::nanoseconds(1),
                         _ => now,
                     };
-                    self.timers.remove(&timer_key(h, TimerKind::Retry));
+                    self.timers.remove(timer_key(h, TimerKind::Retry));
                     for exec in running {
                         self.orphan(
                             exec,
@@ -556,8 +556,8 @@ impl Core {
                 continue;
             };
             report.deleted += 1;
-            self.timers.remove(&timer_key(h, TimerKind::Fire));
-            self.timers.remove(&timer_key(h, TimerKind::Retry));
+            self.timers.remove(timer_key(h, TimerKind::Fire));
+            self.timers.remove(timer_key(h, TimerKind::Retry));
             self.counters.dropped_on_change += job.queue.len() as u64;
             for exec in job.running {
                 self.orphan(
@@ -621,7 +621,7 @@ impl Core {
         };
         if !enabled {
             job.retry = None;
-            self.timers.remove(&timer_key(h, TimerKind::Retry));
+            self.timers.remove(timer_key(h, TimerKind::Retry));
             // Queued runs of a suspended job do not start: dropped, counted.
             let mut dropped = job.queue.len();
             job.queue.clear();
@@ -1101,11 +1101,11 @@ impl Core {
         let now = self.clock.now();
         let mut v = std::mem::take(&mut self.noticed);
         if !self.timers.consistent() {
-            v.push("timer index: ordered set and key map disagree (stale entry)".to_string());
+            v.push("timer index: heap and position table disagree (stale entry)".to_string());
         }
         let mut fire_entries = 0;
         for key in self.timers.keys() {
-            let (h, kind) = timer_of(*key);
+            let (h, kind) = timer_of(key);
             match (self.jobs.get(h), kind) {
                 (None, _) => v.push(format!("timer entry for unknown job slot {h}")),
                 (Some(j), TimerKind::Fire) => {
@@ -1128,7 +1128,7 @@ impl Core {
         for (h, j) in self.jobs.iter() {
             if j.active()
                 && j.next_fire.is_some()
-                && self.timers.get(&timer_key(h, TimerKind::Fire)).is_none()
+                && self.timers.get(timer_key(h, TimerKind::Fire)).is_none()
             {
                 v.push(format!("active job {} has no timer entry", j.id));
             }
