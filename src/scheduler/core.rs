@@ -29,6 +29,7 @@ use super::timers::TimerIndex;
 use super::{Fault, Runner, SchedulerConfig, SchedulerError};
 use crate::plan::{Plan, spec_digest};
 use crate::spec::job::{CatchUp, Concurrency, JitterMode, OnRemove};
+use crate::spec::schedule::Schedule;
 use crate::spec::{JobId, JobSpec};
 use futures_util::FutureExt;
 
@@ -309,7 +310,9 @@ impl JobEntry {
     }
 }
 
-/// One execution the core owns.
+/// One execution the core owns. It keeps no run id: that is a function of
+/// the job and the slot, rebuilt for the rare reader (snapshots, leaks,
+/// shutdown), so the execution holds the only copy.
 struct ExecRecord {
     /// Kept for display: the job may be deleted while this runs drains.
     job: JobId,
@@ -317,7 +320,6 @@ struct ExecRecord {
     handle: Handle,
     generation: u64,
     epoch: u64,
-    run_id: Arc<str>,
     attempt: u32,
     slot: DateTime<Utc>,
     started: DateTime<Utc>,
@@ -328,6 +330,12 @@ struct ExecRecord {
     timeout: Option<Duration>,
     cancelling_since: Option<DateTime<Utc>>,
     orphaned: Option<(DateTime<Utc>, LeakReason)>,
+}
+
+impl ExecRecord {
+    fn run_id(&self) -> String {
+        run_id(&self.job, self.slot)
+    }
 }
 
 pub struct Core {
@@ -352,6 +360,31 @@ pub struct Core {
     /// Violations seen between audits (reported by the next one).
     noticed: Vec<String>,
     rng: u64,
+    /// The last slot computation (see [`Memo`]).
+    next_memo: Memo<(Schedule, DateTime<Utc>), Option<DateTime<Utc>>>,
+    /// The last run-id stamp (see [`Memo`]).
+    stamp_memo: Memo<DateTime<Utc>, Option<[u8; STAMP_LEN]>>,
+}
+
+/// The last answer of a pure function, by argument. Jobs that share a
+/// schedule come due together (every job on `0 * * * *` at the top of the
+/// hour) and are fired one after another, so consecutive fires ask the same
+/// questions: the slot after this one, and this slot's run-id stamp.
+/// Evaluating a cron expression or a calendar date costs more than the
+/// rest of a fire; comparing the arguments costs a few instructions.
+struct Memo<A, V>(Option<(A, V)>);
+
+impl<A: PartialEq + Copy, V: Copy> Memo<A, V> {
+    fn get(&mut self, arg: A, f: impl FnOnce(A) -> V) -> V {
+        match self.0 {
+            Some((a, v)) if a == arg => v,
+            _ => {
+                let v = f(arg);
+                self.0 = Some((arg, v));
+                v
+            }
+        }
+    }
 }
 
 impl Core {
@@ -382,6 +415,8 @@ impl Core {
             last_audit: AuditReport::default(),
             noticed: Vec::new(),
             rng: seed,
+            next_memo: Memo(None),
+            stamp_memo: Memo(None),
         }
     }
 
@@ -475,7 +510,9 @@ impl Core {
         let Some(job) = self.jobs.slots.get_mut(h as usize).and_then(Option::as_mut) else {
             return;
         };
-        let next = job.spec.schedule.next_after(after);
+        let next = self
+            .next_memo
+            .get((job.spec.schedule, after), |(s, t)| s.next_after(t));
         let jitter = jitter_for(&mut self.rng, &job.id, &job.spec);
         job.next_fire = next;
         let key = timer_key(h, TimerKind::Fire);
@@ -714,7 +751,9 @@ impl Core {
         };
         // Common case first: one due slot, nothing to enumerate or allocate.
         if first + jitter <= now {
-            let next = spec.schedule.next_after(first);
+            let next = self
+                .next_memo
+                .get((spec.schedule, first), |(s, t)| s.next_after(t));
             if next.is_none_or(|n| n + jitter > now) {
                 self.counters.fires += 1;
                 let on_time = now - (first + jitter) <= threshold;
@@ -925,7 +964,8 @@ impl Core {
         self.next_exec += 1;
         let spec = job.spec.clone();
         let job_generation = job.generation;
-        let run_id = run_id_arc(&job.id, p.slot);
+        let stamp = self.stamp_memo.get(p.slot, whole_second_stamp);
+        let run_id = run_id_arc(&job.id, p.slot, stamp);
         // A token of its own, not a child of a root: shutdown cancels each
         // execution itself, and a child token would lock the root's child
         // list on every start and end.
@@ -933,7 +973,7 @@ impl Core {
         let shared = ExecShared::new(spec.kill_grace);
         let req = ExecRequest {
             job: job.id.clone(),
-            run_id: run_id.clone(),
+            run_id: Arc::clone(&run_id),
             scheduled_at: p.slot,
             attempt: p.attempt,
             revision: self.revision.clone().unwrap_or_else(|| Arc::from("")),
@@ -957,7 +997,6 @@ impl Core {
                 handle: p.job,
                 generation: job_generation,
                 epoch: p.epoch,
-                run_id,
                 attempt: p.attempt,
                 slot: p.slot,
                 started: now,
@@ -1014,7 +1053,7 @@ impl Core {
         c.stragglers_killed += u64::from(result.stragglers_killed);
         if tracing::enabled!(tracing::Level::INFO) {
             tracing::info!(
-                job = %rec.job, run_id = %rec.run_id, outcome = result.outcome.name(),
+                job = %rec.job, run_id = %rec.run_id(), outcome = result.outcome.name(),
                 exit_code = ?match result.outcome {
                     Outcome::Failed { code, .. } => code,
                     Outcome::Succeeded => Some(0),
@@ -1025,7 +1064,6 @@ impl Core {
                 "run finished"
             );
         }
-        let now = self.clock.now();
         // A run counts for the job entry that started it (a job deleted and
         // created again is a new entry and does not inherit it).
         if let Some(job) = self.jobs.get_mut(rec.handle)
@@ -1050,7 +1088,7 @@ impl Core {
             {
                 let delay = TimeDelta::from_std(job.spec.retry.delay(rec.attempt))
                     .unwrap_or(TimeDelta::MAX);
-                let due = now + delay;
+                let due = self.clock.now() + delay;
                 if job.next_fire.is_some_and(|n| due >= n) {
                     self.counters.retries_abandoned += 1;
                 } else {
@@ -1077,6 +1115,10 @@ impl Core {
 
     /// Starts queued runs while there is room.
     fn pump(&mut self) {
+        // Most finishes find nothing queued: no clock read for them.
+        if self.global_queue.is_empty() {
+            return;
+        }
         let now = self.clock.now();
         while self.running < self.config.max_running as usize {
             let Some(p) = self.global_queue.pop_front() else {
@@ -1204,7 +1246,7 @@ impl Core {
         let exec_state = |id: &u64| {
             let r = self.execs.get(id)?;
             Some(ExecutionState {
-                run_id: r.run_id.to_string(),
+                run_id: r.run_id(),
                 job: r.job.to_string(),
                 pid: r.shared.pid.load(Ordering::SeqCst),
                 attempt: r.attempt,
@@ -1318,7 +1360,7 @@ impl Core {
                 out.push(LeakedTask {
                     reason,
                     job: r.job.to_string(),
-                    run_id: Some(r.run_id.to_string()),
+                    run_id: Some(r.run_id()),
                     pid: r.shared.pid.load(Ordering::SeqCst),
                     started: Some(r.started),
                     age_secs: (now - r.started).num_seconds(),
@@ -1399,7 +1441,7 @@ impl Core {
         // Phase 3: whatever is left is killed and its task aborted.
         for rec in self.execs.values() {
             signal_group(rec.shared.pid.load(Ordering::SeqCst), libc::SIGKILL);
-            report.abandoned.push(rec.run_id.to_string());
+            report.abandoned.push(rec.run_id());
         }
         self.tasks.shutdown().await;
         self.execs.clear();
@@ -1416,7 +1458,7 @@ impl Core {
             Ok((exec, _)) => self
                 .execs
                 .get(exec)
-                .map(|r| r.run_id.to_string())
+                .map(ExecRecord::run_id)
                 .unwrap_or_default(),
             Err(_) => String::new(),
         }
@@ -1477,9 +1519,9 @@ const RUN_ID_BUF: usize = crate::spec::job::MAX_JOB_ID_LEN + STAMP_LEN;
 
 /// The run id as the execution gets it, built on the stack and copied
 /// once into its shared string: one allocation per run, not two.
-fn run_id_arc(job: &JobId, slot: DateTime<Utc>) -> Arc<str> {
+fn run_id_arc(job: &JobId, slot: DateTime<Utc>, stamp: Option<[u8; STAMP_LEN]>) -> Arc<str> {
     let id = job.as_str().as_bytes();
-    match whole_second_stamp(slot) {
+    match stamp {
         Some(stamp) if id.len() + STAMP_LEN <= RUN_ID_BUF => {
             let mut buf = [0u8; RUN_ID_BUF];
             buf[..id.len()].copy_from_slice(id);
@@ -1563,8 +1605,11 @@ mod tests {
         let long = JobId::parse(&"x".repeat(crate::spec::job::MAX_JOB_ID_LEN)).unwrap();
         for (job, ts) in [(&id, 4_102_444_799), (&id, 0), (&long, 1_767_225_600)] {
             let t = DateTime::from_timestamp(ts, 0).unwrap();
-            assert_eq!(&*run_id_arc(job, t), run_id(job, t));
+            assert_eq!(&*run_id_arc(job, t, whole_second_stamp(t)), run_id(job, t));
         }
-        assert_eq!(&*run_id_arc(&id, t), "a@1970-01-01T00:00:01.500Z");
+        assert_eq!(
+            &*run_id_arc(&id, t, whole_second_stamp(t)),
+            "a@1970-01-01T00:00:01.500Z"
+        );
     }
 }
