@@ -229,11 +229,109 @@ struct JobEntry {
     next_fire: Option<DateTime<Utc>>,
     /// Run-time override of `enabled` (suspend/resume through the API).
     enabled_override: Option<bool>,
-    running: Vec<u64>,
+    running: Running,
     queue: VecDeque<Pending>,
     /// The slot and attempt of a pending retry.
     retry: Option<(DateTime<Utc>, u32)>,
-    recent: VecDeque<Finished>,
+    recent: Ring,
+}
+
+/// A job's running executions, in start order. Nearly always none or one,
+/// so the first is held inline and only a second concurrent run allocates:
+/// a job that ever ran no longer keeps a heap block for this.
+#[derive(Debug, Clone, Default)]
+struct Running {
+    /// The oldest running execution, or 0 (exec ids start at 1).
+    first: u64,
+    rest: Vec<u64>,
+}
+
+impl Running {
+    fn is_empty(&self) -> bool {
+        self.first == 0
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first != 0) + self.rest.len()
+    }
+
+    fn push(&mut self, exec: u64) {
+        if self.first == 0 {
+            self.first = exec;
+        } else {
+            self.rest.push(exec);
+        }
+    }
+
+    fn contains(&self, exec: u64) -> bool {
+        self.first == exec || self.rest.contains(&exec)
+    }
+
+    /// Removes `exec`, keeping start order.
+    fn remove(&mut self, exec: u64) {
+        if self.first == exec {
+            self.first = if self.rest.is_empty() {
+                0
+            } else {
+                self.rest.remove(0)
+            };
+        } else {
+            self.rest.retain(|e| *e != exec);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        (self.first != 0)
+            .then_some(self.first)
+            .into_iter()
+            .chain(self.rest.iter().copied())
+    }
+
+    fn to_vec(&self) -> Vec<u64> {
+        self.iter().collect()
+    }
+}
+
+/// A job's last `OUTCOME_RING` outcomes, oldest first, held inline in its
+/// entry: a fixed 192 bytes per job from the start, where a `VecDeque`
+/// cost 32 bytes inline plus a block that grew to 192 (+ allocator header)
+/// on the job's first runs.
+#[derive(Debug, Clone, Copy)]
+struct Ring {
+    items: [Finished; OUTCOME_RING],
+    /// Index of the oldest item.
+    start: u8,
+    len: u8,
+}
+
+impl Default for Ring {
+    fn default() -> Self {
+        Ring {
+            items: [Finished::EMPTY; OUTCOME_RING],
+            start: 0,
+            len: 0,
+        }
+    }
+}
+
+impl Ring {
+    /// Adds the newest outcome, dropping the oldest when full.
+    fn push(&mut self, f: Finished) {
+        let len = usize::from(self.len);
+        let start = usize::from(self.start);
+        if len < OUTCOME_RING {
+            self.items[(start + len) % OUTCOME_RING] = f;
+            self.len += 1;
+        } else {
+            self.items[start] = f;
+            self.start = ((start + 1) % OUTCOME_RING) as u8;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Finished> {
+        (0..usize::from(self.len))
+            .map(move |i| &self.items[(usize::from(self.start) + i) % OUTCOME_RING])
+    }
 }
 
 /// A finished run as kept in a job's ring: 24 bytes of plain data (the run
@@ -255,6 +353,18 @@ struct Finished {
 }
 
 const NO_EXIT_CODE: i32 = i32::MIN;
+
+impl Finished {
+    /// Filler for a ring's unused places (never read).
+    const EMPTY: Finished = Finished {
+        slot_ms: 0,
+        start_delay_ms: 0,
+        duration_ms: 0,
+        exit_code: NO_EXIT_CODE,
+        attempt: 0,
+        outcome: 0,
+    };
+}
 const OUTCOME_NAMES: [&str; 5] = [
     "succeeded",
     "failed",
@@ -547,7 +657,7 @@ impl Core {
                     job.retry = None;
                     self.counters.dropped_on_change += job.queue.len() as u64;
                     job.queue.clear();
-                    let running = job.running.clone();
+                    let running = job.running.to_vec();
                     // A slot already due but waiting for its jitter (or for
                     // the timer to run) is not lost by the update.
                     let after = match job.next_fire {
@@ -579,10 +689,10 @@ impl Core {
                         },
                         next_fire: None,
                         enabled_override: None,
-                        running: Vec::new(),
+                        running: Running::default(),
                         queue: VecDeque::new(),
                         retry: None,
-                        recent: VecDeque::new(),
+                        recent: Ring::default(),
                     });
                     self.schedule_next(h, now);
                 }
@@ -596,7 +706,7 @@ impl Core {
             self.timers.remove(timer_key(h, TimerKind::Fire));
             self.timers.remove(timer_key(h, TimerKind::Retry));
             self.counters.dropped_on_change += job.queue.len() as u64;
-            for exec in job.running {
+            for exec in job.running.iter() {
                 self.orphan(
                     exec,
                     now,
@@ -924,7 +1034,7 @@ impl Core {
                     self.counters.global_queue_overflow += 1;
                     return;
                 }
-                for exec in job.running.clone() {
+                for exec in job.running.to_vec() {
                     if let Some(rec) = self.execs.get_mut(&exec)
                         && rec.cancelling_since.is_none()
                     {
@@ -1067,13 +1177,10 @@ impl Core {
         // A run counts for the job entry that started it (a job deleted and
         // created again is a new entry and does not inherit it).
         if let Some(job) = self.jobs.get_mut(rec.handle)
-            && job.running.contains(&exec_id)
+            && job.running.contains(exec_id)
         {
-            job.running.retain(|e| *e != exec_id);
-            if job.recent.len() == OUTCOME_RING {
-                job.recent.pop_front();
-            }
-            job.recent.push_back(Finished::new(
+            job.running.remove(exec_id);
+            job.recent.push(Finished::new(
                 rec.slot,
                 rec.attempt,
                 &result.outcome,
@@ -1269,7 +1376,7 @@ impl Core {
         let manual = |j: &JobEntry| {
             j.running
                 .iter()
-                .any(|e| self.execs.get(e).is_some_and(|r| r.manual))
+                .any(|e| self.execs.get(&e).is_some_and(|r| r.manual))
         };
         let mut counts = JobCounts {
             total: self.jobs.len(),
@@ -1305,7 +1412,7 @@ impl Core {
                 // Suspended/resumed against git, or running a manual trigger.
                 overridden: j.enabled_override.is_some() || manual(j),
                 next_fire: j.next_fire,
-                active: j.running.iter().filter_map(exec_state).collect(),
+                active: j.running.iter().filter_map(|e| exec_state(&e)).collect(),
                 queued: j.queue.len() + queued_global.get(&h).copied().unwrap_or(0),
                 recent: j.recent.iter().map(|f| f.record(&j.id)).collect(),
             })
@@ -1588,6 +1695,43 @@ mod tests {
         assert_eq!((r.started, r.finished), (started, finished));
         let f = Finished::new(slot, 1, &Outcome::TimedOut, started, finished);
         assert_eq!(f.record(&id).exit_code, None);
+    }
+
+    #[test]
+    fn ring_keeps_the_newest_in_order() {
+        let slot = |i: i64| DateTime::from_timestamp(i, 0).unwrap();
+        let mut ring = Ring::default();
+        assert_eq!(ring.iter().count(), 0);
+        for i in 0..(OUTCOME_RING as i64 * 2 + 3) {
+            ring.push(Finished::new(
+                slot(i),
+                1,
+                &Outcome::Succeeded,
+                slot(i),
+                slot(i),
+            ));
+            let seen: Vec<i64> = ring.iter().map(|f| f.slot_ms / 1000).collect();
+            let first = (i + 1 - OUTCOME_RING as i64).max(0);
+            assert_eq!(seen, (first..=i).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn running_keeps_start_order() {
+        let mut r = Running::default();
+        assert!(r.is_empty() && r.iter().count() == 0);
+        for e in [5, 6, 7] {
+            r.push(e);
+        }
+        assert_eq!((r.len(), r.contains(6), r.contains(8)), (3, true, false));
+        r.remove(5);
+        assert_eq!(r.to_vec(), vec![6, 7]);
+        r.remove(7);
+        r.push(9);
+        assert_eq!(r.to_vec(), vec![6, 9]);
+        r.remove(6);
+        r.remove(9);
+        assert!(r.is_empty() && r.iter().next().is_none());
     }
 
     #[test]
