@@ -845,8 +845,16 @@ impl Core {
         };
         let Some(first) = job.next_fire else { return };
         // The jitter this wake was armed with: a slot is due once its
-        // jittered time has passed, not its bare time.
-        let jitter = (deadline - first).max(TimeDelta::zero());
+        // jittered time has passed, not its bare time. The deadline is the
+        // slot plus that jitter, so the first slot's jittered time is the
+        // deadline itself; without jitter (most jobs) no date arithmetic is
+        // needed to say so, and chrono's costs more than the rest of a fire.
+        let jitter = if deadline > first {
+            deadline - first
+        } else {
+            TimeDelta::zero()
+        };
+        let first_due = deadline.max(first);
         let spec = job.spec.clone();
         let epoch = job.epoch;
         let threshold = TimeDelta::from_std(
@@ -860,13 +868,20 @@ impl Core {
             _ => 1,
         };
         // Common case first: one due slot, nothing to enumerate or allocate.
-        if first + jitter <= now {
+        if first_due <= now {
             let next = self
                 .next_memo
                 .get((spec.schedule, first), |(s, t)| s.next_after(t));
-            if next.is_none_or(|n| n + jitter > now) {
+            let after_now = |n: DateTime<Utc>| {
+                if jitter.is_zero() {
+                    n > now
+                } else {
+                    n + jitter > now
+                }
+            };
+            if next.is_none_or(after_now) {
                 self.counters.fires += 1;
-                let on_time = now - (first + jitter) <= threshold;
+                let on_time = now - first_due <= threshold;
                 let run = on_time || !matches!(spec.catch_up, CatchUp::None);
                 if !run {
                     self.counters.missed_misfire += 1;
