@@ -196,6 +196,13 @@ impl TimerIndex {
         self.place(i);
     }
 
+    /// Moves the entry at `i` down to its place, bottom-up (Floyd): the
+    /// hole goes down along the smaller children to a leaf, then the entry
+    /// climbs back from there. The entry is usually the heap's last (a
+    /// pop) or a re-armed one a period later, so it belongs near the bottom
+    /// and climbs little; the way down costs ARITY - 1 comparisons a level
+    /// instead of ARITY. The pop order is the same: (deadline, seq) is a
+    /// total order.
     fn sift_down(&mut self, mut i: usize) {
         let e = self.heap[i];
         let n = self.heap.len();
@@ -210,15 +217,12 @@ impl TimerIndex {
                     best = c;
                 }
             }
-            if !self.heap[best].before(&e) {
-                break;
-            }
             self.heap[i] = self.heap[best];
             self.place(i);
             i = best;
         }
         self.heap[i] = e;
-        self.place(i);
+        self.sift_up(i);
     }
 }
 
