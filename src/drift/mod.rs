@@ -71,6 +71,27 @@ pub enum SourceOrigin {
     Local,
 }
 
+/// A revision as people read it in a sentence: the digest cut to 12 hex
+/// digits, like git's short ids (the full one is in the report's fields).
+pub fn short(rev: Option<&str>) -> String {
+    let Some(rev) = rev else {
+        return "nothing".to_string();
+    };
+    match rev.rsplit_once(':') {
+        Some((head, digest))
+            if digest.len() > 12 && digest.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            format!("{head}:{}", &digest[..12])
+        }
+        _ => rev.to_string(),
+    }
+}
+
+/// A condition's time, to the second.
+fn when(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// Whether two revision names name the same content: `main@sha1:abc` and
 /// `origin/main@sha1:abc` do (the part after the last `@` is the digest).
 pub fn same_revision(a: &str, b: &str) -> bool {
@@ -197,22 +218,26 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
                     since,
                 } if same_revision(revision, src) => {
                     reason = format!(
-                        "it is invalid ({errors} errors) and was not applied, since {since}"
+                        "it is invalid ({errors} error{}) and was not applied, since {}",
+                        if *errors == 1 { "" } else { "s" },
+                        when(since)
                     );
-                    action = "fix the errors below and push; the last good revision keeps running"
+                    action = "fix the errors shown and push; the last good revision keeps running"
                         .into();
                     details.extend(diagnostics.iter().cloned());
                 }
                 Condition::FetchFailed { error, since } => {
                     reason = if unread {
                         format!(
-                            "nothing was read from git yet: fetching fails since {since}: {error}"
+                            "nothing was read from git yet: fetching fails since {}: {error}",
+                            when(since)
                         )
                     } else if behind(src) {
-                        format!("fetching fails since {since}: {error}")
+                        format!("fetching fails since {}: {error}", when(since))
                     } else {
                         format!(
-                            "git may have moved on since: fetching fails since {since}: {error}"
+                            "git may have moved on since: fetching fails since {}: {error}",
+                            when(since)
                         )
                     };
                     action = "check the source's URL, credentials and network; it is retried with backoff".into();
@@ -224,14 +249,18 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
             kind: DriftKind::Stale,
             job: None,
             summary: if unread {
-                format!("running {}: {reason}", applied.unwrap_or("nothing"))
+                format!("running {}: {reason}", short(applied))
             } else if behind(src) {
                 format!(
-                    "running {} but git is at {src}: {reason}",
-                    applied.unwrap_or("nothing")
+                    "running {} but git is at {}: {reason}",
+                    short(applied),
+                    short(Some(src))
                 )
             } else {
-                format!("running {src}, the last revision read from git; {reason}")
+                format!(
+                    "running {}, the last revision read from git; {reason}",
+                    short(Some(src))
+                )
             },
             action,
             details,
@@ -491,7 +520,7 @@ mod tests {
             ]
         );
         assert!(
-            report.items[0].summary.contains("invalid (1 errors)"),
+            report.items[0].summary.contains("invalid (1 error)"),
             "{}",
             report.items[0].summary
         );
@@ -583,5 +612,17 @@ mod tests {
                 .contains("nothing was read from git yet"),
             "{report:?}"
         );
+    }
+
+    #[test]
+    fn revisions_are_shortened_for_sentences_only() {
+        let full = format!("main@sha1:{}", "a".repeat(40));
+        assert_eq!(short(Some(&full)), "main@sha1:aaaaaaaaaaaa");
+        assert_eq!(short(Some("r1")), "r1");
+        assert_eq!(short(None), "nothing");
+        assert!(same_revision(
+            &full,
+            &format!("HEAD@sha1:{}", "a".repeat(40))
+        ));
     }
 }

@@ -37,8 +37,12 @@ fn tally(r: &DriftReport) -> String {
 fn revisions(r: &DriftReport) -> String {
     format!(
         "git {} · running {}",
-        r.source_revision.as_deref().unwrap_or("(unknown)"),
-        r.applied_revision.as_deref().unwrap_or("(nothing)")
+        r.source_revision
+            .as_deref()
+            .map_or("(not read yet)".to_string(), |s| crate::drift::short(Some(
+                s
+            ))),
+        crate::drift::short(r.applied_revision.as_deref())
     )
 }
 
