@@ -31,6 +31,8 @@ usage: cargo bench --manifest-path bench/Cargo.toml --bench scheduler -- [OPTION
   --setup-timeout SECS  a run whose setup takes longer is killed (default 120)
   --json                one JSON object per line instead of a table
   --soak                instead: 1,000,000 driftcron executions, RSS flatness
+  --idle                instead: driftcron's CPU and thread wake-ups over the
+                        window with --jobs jobs that are not due (yearly)
   --soak-jobs N         soak: jobs (default 1000)
   --soak-every DUR      soak: `@every` period (default 100ms)
   --soak-execs N        soak: executions to reach (default 1000000)";
@@ -59,6 +61,7 @@ struct Opts {
     impls: Vec<Impl>,
     json: bool,
     soak: bool,
+    idle: bool,
     setup_timeout: Duration,
     soak_jobs: usize,
     soak_every: String,
@@ -74,6 +77,7 @@ impl Default for Opts {
             impls: Impl::ALL.to_vec(),
             json: false,
             soak: false,
+            idle: false,
             setup_timeout: Duration::from_secs(120),
             soak_jobs: 1_000,
             soak_every: "100ms".into(),
@@ -110,6 +114,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
             }
             "--json" => o.json = true,
             "--soak" => o.soak = true,
+            "--idle" => o.idle = true,
             "--soak-jobs" => o.soak_jobs = num(a, it.next())?,
             "--soak-every" => o.soak_every = it.next().ok_or("--soak-every needs a value")?.clone(),
             "--soak-execs" => o.soak_execs = num(a, it.next())?,
@@ -130,6 +135,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("--child") => child(&args[1..]),
         Some("--child-soak") => child_soak(&args[1..]),
+        Some("--child-idle") => child_idle(&args[1..]),
         _ => {}
     }
     let opts = match parse_opts(&args) {
@@ -139,7 +145,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if opts.soak {
+    if opts.idle {
+        parent_idle(&opts);
+    } else if opts.soak {
         parent_soak(&opts);
     } else {
         parent_bench(&opts);
@@ -670,4 +678,114 @@ fn parent_soak(o: &Opts) {
         "[soak] total wall time {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+// --- idle ------------------------------------------------------------------
+
+/// A schedule that is not due during any window (midnight, January 1st).
+const NOT_DUE: &str = "0 0 0 1 1 *";
+
+/// One idle reading.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct IdleResult {
+    #[serde(rename = "impl")]
+    imp: String,
+    jobs: usize,
+    window_s: f64,
+    cpu_s: f64,
+    cpu_pct: f64,
+    /// Context switches of all the process's threads over the window: how
+    /// often anything woke up.
+    wakeups: u64,
+    wakeups_per_s: f64,
+}
+
+/// Context switches (voluntary and not) summed over every thread.
+fn wakeups() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// `--child-idle JOBS WINDOW`: driftcron with JOBS jobs none of which is
+/// due, measured over WINDOW seconds.
+fn child_idle(args: &[String]) -> ! {
+    let arg = |i: usize| -> u64 { args.get(i).and_then(|s| s.parse().ok()).expect("idle arg") };
+    let (n, window) = (arg(0) as usize, arg(1));
+    let rt = runtime();
+    let sched = match rt.block_on(impls::driftcron(n, NOT_DUE)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("idle setup failed: {e}");
+            std::process::exit(1);
+        }
+    };
+    emit("SETUP", "0");
+    // Let the apply's aftermath settle before measuring.
+    std::thread::sleep(Duration::from_secs(1));
+    let (cpu0, wake0, t0) = (measure::cpu_secs(), wakeups(), Instant::now());
+    std::thread::sleep(Duration::from_secs(window));
+    let (cpu, wake, wall) = (
+        measure::cpu_secs() - cpu0,
+        wakeups() - wake0,
+        t0.elapsed().as_secs_f64(),
+    );
+    let r = IdleResult {
+        imp: "driftcron".into(),
+        jobs: n,
+        window_s: round(wall, 2),
+        cpu_s: round(cpu, 3),
+        cpu_pct: round(cpu / wall * 100.0, 3),
+        wakeups: wake,
+        wakeups_per_s: round(wake as f64 / wall, 2),
+    };
+    emit("RESULT", &serde_json::to_string(&r).expect("json"));
+    drop(sched);
+    std::process::exit(0);
+}
+
+fn parent_idle(o: &Opts) {
+    if !o.json {
+        println!("driftcron idle ({} s window, jobs not due):", o.window);
+        println!(
+            "  {:>8} {:>8} {:>9} {:>10} {:>12}",
+            "jobs", "cpu s", "cpu %", "wake-ups", "wake-ups/s"
+        );
+    }
+    for &n in &o.jobs {
+        eprintln!("[idle] driftcron with {n} jobs ...");
+        let args = [
+            "--child-idle".to_string(),
+            n.to_string(),
+            o.window.to_string(),
+        ];
+        let timeout = Duration::from_secs(u64::from(o.window)) + RUN_SLACK;
+        let json = match run_child(&args, o.setup_timeout, timeout) {
+            ChildEnd::Result(json) => json,
+            ChildEnd::Failed(why, _) => {
+                eprintln!("[idle] {n} jobs failed: {why}");
+                continue;
+            }
+        };
+        if o.json {
+            println!("{json}");
+            continue;
+        }
+        match serde_json::from_str::<IdleResult>(&json) {
+            Ok(r) => println!(
+                "  {:>8} {:>8.3} {:>9.3} {:>10} {:>12.2}",
+                r.jobs, r.cpu_s, r.cpu_pct, r.wakeups, r.wakeups_per_s
+            ),
+            Err(e) => eprintln!("[idle] bad child output: {e}"),
+        }
+    }
 }
