@@ -4,6 +4,7 @@ pub mod api;
 pub mod cli;
 pub mod drift;
 pub mod fxhash;
+pub mod memory;
 pub mod plan;
 pub mod reconcile;
 pub mod report;

@@ -223,12 +223,16 @@ async fn full_state(State(st): State<Shared>, headers: HeaderMap) -> ApiResult {
                     .then(|| (j.id.clone(), crate::plan::fields(spec)))
             })
             .collect();
-        serde_json::to_vec(&StateBody {
+        let body = serde_json::to_vec(&StateBody {
             format_version: API_FORMAT_VERSION,
             status: &view.status,
             running: &running,
             specs: &specs,
-        })
+        });
+        // Every job flattened is a peak of small strings: give it back.
+        drop(specs);
+        crate::memory::release_free_memory();
+        body
     })
     .await
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?

@@ -222,6 +222,11 @@ fn child(args: &[String]) -> ! {
     let arg = |i: usize| -> u64 { args.get(i).and_then(|s| s.parse().ok()).expect("child arg") };
     let (n, window, grace) = (arg(1) as usize, arg(2) as u32, arg(3) as i64);
 
+    // driftcron as `driftcron run` sets it up: its allocator settings come
+    // before any thread (the peers run as they ship).
+    if imp == Impl::Driftcron {
+        driftcron::memory::limit_arenas();
+    }
     measure::prefault(if imp.knows_slot() { 0 } else { n });
     let rt = runtime();
     rt.block_on(tokio::task::yield_now());
@@ -325,6 +330,7 @@ fn child_soak(args: &[String]) -> ! {
         .and_then(|s| s.parse().ok())
         .expect("soak execs");
 
+    driftcron::memory::limit_arenas();
     measure::prefault(0);
     let rt = runtime();
     let t0 = Instant::now();
@@ -721,6 +727,7 @@ fn wakeups() -> u64 {
 fn child_idle(args: &[String]) -> ! {
     let arg = |i: usize| -> u64 { args.get(i).and_then(|s| s.parse().ok()).expect("idle arg") };
     let (n, window) = (arg(0) as usize, arg(1));
+    driftcron::memory::limit_arenas();
     let rt = runtime();
     let sched = match rt.block_on(impls::driftcron(n, NOT_DUE)) {
         Ok(s) => s,
