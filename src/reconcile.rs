@@ -297,9 +297,11 @@ impl Reconciler {
 }
 
 /// `path:line:col: message` (the path relative to the schedules root).
+/// A diagnostic about the whole tree (too many jobs) has no file.
 pub fn one_line(d: &Diagnostic) -> String {
-    match d.position {
-        Some(p) => format!("{}:{}:{}: {}", d.file, p.line, p.column, d.message),
-        None => format!("{}: {}", d.file, d.message),
+    match (d.position, d.file.as_str()) {
+        (_, "") => d.message.clone(),
+        (Some(p), f) => format!("{f}:{}:{}: {}", p.line, p.column, d.message),
+        (None, f) => format!("{f}: {}", d.message),
     }
 }

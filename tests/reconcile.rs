@@ -211,3 +211,28 @@ async fn applied_jobs_are_recorded_through_creates_updates_and_deletes() {
     assert_eq!(jobs, ["a", "b", "d"]);
     sched.shutdown(std::time::Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_tree_wide_error_reads_without_an_empty_file_name() {
+    let sched = Arc::new(Scheduler::start(
+        SchedulerConfig::default(),
+        Arc::new(SystemClock),
+    ));
+    let mut r = Reconciler::new(sched.clone());
+    let files = [
+        ("driftcron.toml", "[limits]\nmax_jobs = 2\n"),
+        ("a.toml", JOB),
+        ("b.toml", JOB),
+        ("c.toml", JOB),
+    ];
+    let out = r.reconcile(snap("r1", &files), t(0)).await;
+    assert!(matches!(out, Outcome::Stalled { .. }), "{out:?}");
+    let Condition::Stalled { diagnostics, .. } = &r.status().conditions[0] else {
+        panic!("{:?}", r.status())
+    };
+    assert!(
+        diagnostics[0].starts_with("3 job files exceed the limit of 2"),
+        "{diagnostics:?}"
+    );
+    sched.shutdown(std::time::Duration::from_secs(1)).await;
+}
