@@ -618,12 +618,20 @@ fn drift_kinds_appear_and_disappear_on_a_live_daemon() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stdout(&out).contains("broken.toml:1:"), "{}", stdout(&out));
 
-    // Fixed (and `extra` pushed with it): stale is gone.
+    // Fixed (and `extra` pushed with it): stale is gone, and --ref agrees.
     repo.commit(&[("schedules/broken.toml", None)], "fix", true);
     let r = d.post("/api/v1/reconcile", Some(TOKEN));
     assert_eq!(r.json()["outcome"], "applied", "{}", r.body);
     let out = d.drift(&["--token-file", tok]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = d.drift(&["--token-file", tok, "--ref", "HEAD", "--repo", work]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 
     // The stubborn job leaves git: its execution drains, ignores SIGTERM,
     // outlives its 1 s grace, and is reported as leaked with its pid.
