@@ -21,7 +21,6 @@ use crate::drift::{DriftKind, DriftReport};
 use crate::reconcile::View;
 use crate::scheduler::RunningState;
 use crate::scheduler::state::{DURATION_BUCKETS, Histogram as Fixed, LATENESS_BUCKETS};
-use crate::status::Condition;
 
 /// The content type of the OpenMetrics text format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -287,20 +286,17 @@ impl Collector for Scrape {
             &kinds,
         )?;
         let status = &self.view.status;
-        let has = |f: fn(&Condition) -> bool| i64::from(status.conditions.iter().any(f));
+        let has = |kind: &str| i64::from(status.conditions.iter().any(|c| c.kind() == kind));
+        let conditions: Vec<(&str, i64)> = ["Ready", "Stalled", "FetchFailed"]
+            .into_iter()
+            .map(|k| (k, has(k)))
+            .collect();
         gauge_family(
             &mut enc,
             "condition",
             "Reconcile conditions (1 = true).",
             "type",
-            &[
-                ("Ready", has(|c| matches!(c, Condition::Ready { .. }))),
-                ("Stalled", has(|c| matches!(c, Condition::Stalled { .. }))),
-                (
-                    "FetchFailed",
-                    has(|c| matches!(c, Condition::FetchFailed { .. })),
-                ),
-            ],
+            &conditions,
         )?;
         if let Some(t) = self.view.last_fetch_ok {
             gauge(

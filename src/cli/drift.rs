@@ -134,24 +134,6 @@ impl Client {
     }
 }
 
-fn read_token(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
-    match file {
-        Some(f) => {
-            let t = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read the token file {}", f.display()))?;
-            let t = t.trim();
-            if t.is_empty() {
-                bail!("the token file {} is empty", f.display());
-            }
-            Ok(Some(t.to_string()))
-        }
-        None => Ok(std::env::var("DRIFTCRON_API_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())),
-    }
-}
-
 async fn report(args: &Args, client: &Client) -> anyhow::Result<DriftReport> {
     let Some(reference) = &args.reference else {
         return client.get("/api/v1/drift").await;
@@ -197,7 +179,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .build()
             .context("cannot set up the HTTP client")?,
         base: args.server.trim_end_matches('/').to_string(),
-        token: read_token(args.token_file.as_ref())?,
+        token: super::read_secret(args.token_file.as_deref(), "DRIFTCRON_API_TOKEN")?,
     };
     if !client.base.starts_with("http://") && !client.base.starts_with("https://") {
         bail!(

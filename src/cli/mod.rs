@@ -41,6 +41,32 @@ pub enum Format {
     Github,
 }
 
+/// A secret (API token, webhook secret) from a file, which must exist and
+/// hold one, or else from the environment variable `var`. Surrounding
+/// whitespace (a file's trailing newline) is not part of it.
+///
+/// # Errors
+/// The file cannot be read or holds only whitespace.
+pub(crate) fn read_secret(
+    file: Option<&std::path::Path>,
+    var: &str,
+) -> anyhow::Result<Option<String>> {
+    use anyhow::Context as _;
+    let text = match file {
+        Some(f) => {
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read the secret file {}", f.display()))?;
+            if t.trim().is_empty() {
+                anyhow::bail!("the secret file {} is empty", f.display());
+            }
+            t
+        }
+        None => std::env::var(var).unwrap_or_default(),
+    };
+    let t = text.trim();
+    Ok((!t.is_empty()).then(|| t.to_string()))
+}
+
 /// Parses the command line and runs the subcommand.
 ///
 /// # Errors

@@ -97,21 +97,6 @@ pub struct Args {
     pub insecure: bool,
 }
 
-/// A secret from a file (which must exist and hold one) or else from the
-/// environment.
-fn read_secret(file: Option<&PathBuf>, var: &str) -> anyhow::Result<Option<Secret>> {
-    match file {
-        Some(f) => {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
-            Secret::new(&text)
-                .map(Some)
-                .with_context(|| format!("{} is empty", f.display()))
-        }
-        None => Ok(std::env::var(var).ok().and_then(|v| Secret::new(&v))),
-    }
-}
-
 /// The API's listener and secrets, checked before anything starts: a
 /// daemon that cannot serve what it was asked to serve says so at once.
 struct ApiSetup {
@@ -131,11 +116,11 @@ async fn api_setup(args: &Args) -> anyhow::Result<Option<ApiSetup>> {
             args.listen
         )
     })?;
-    let token = read_secret(args.api_token_file.as_ref(), "DRIFTCRON_API_TOKEN")?;
-    let webhook_secret = read_secret(
-        args.webhook_secret_file.as_ref(),
-        "DRIFTCRON_WEBHOOK_SECRET",
-    )?;
+    let secret = |file: &Option<PathBuf>, var| -> anyhow::Result<Option<Secret>> {
+        Ok(super::read_secret(file.as_deref(), var)?.and_then(|t| Secret::new(&t)))
+    };
+    let token = secret(&args.api_token_file, "DRIFTCRON_API_TOKEN")?;
+    let webhook_secret = secret(&args.webhook_secret_file, "DRIFTCRON_WEBHOOK_SECRET")?;
     if !api::is_loopback(&addr) && token.is_none() && !args.insecure {
         anyhow::bail!(
             "--listen {addr} is not a loopback address and no API token is configured; \
@@ -531,11 +516,9 @@ async fn daemon(args: &Args) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    // Reconcile requests still queued get "shutting down", not a timeout.
-    nudges.close();
-    while let Ok(n) = nudges.try_recv() {
-        drop(n);
-    }
+    // Reconcile requests still queued get "shutting down", not a timeout:
+    // dropping the receiver drops their reply senders.
+    drop(nudges);
     stop_api.cancel();
     if let Some(server) = server {
         let _ = server.await;
