@@ -168,6 +168,9 @@ struct Row {
     late_p99_ms: Option<f64>,
     late_max_ms: Option<f64>,
     rss_bytes_per_job: Option<f64>,
+    /// The same, read once set up (after a heap trim) and before the first
+    /// fire: what the jobs cost at rest, without what the runs left behind.
+    rss_setup_bytes_per_job: Option<f64>,
     cpu_pct: Option<f64>,
     setup_s: Option<f64>,
     fires: u64,
@@ -243,6 +246,7 @@ fn child(args: &[String]) -> ! {
     };
     let setup_s = t0.elapsed().as_secs_f64();
     measure::trim_heap();
+    let rss_setup = measure::rss_bytes();
     emit("SETUP", &format!("{setup_s:.3}"));
 
     let w0 = (measure::now_us() + WARMUP_US).div_euclid(US_PER_S) * US_PER_S + US_PER_S;
@@ -266,6 +270,7 @@ fn child(args: &[String]) -> ! {
         late_p99_ms: Some(late.p99_ms),
         late_max_ms: Some(round(late.max_ms, 3)),
         rss_bytes_per_job: Some(round((rss_after as f64 - rss_base as f64) / n as f64, 1)),
+        rss_setup_bytes_per_job: Some(round((rss_setup as f64 - rss_base as f64) / n as f64, 1)),
         cpu_pct: Some(round(cpu / wall * 100.0, 1)),
         setup_s: Some(round(setup_s, 3)),
         fires: late.count,
@@ -553,7 +558,7 @@ fn opt(v: Option<f64>, places: usize) -> String {
 
 fn print_table(rows: &[Row], window: u32) {
     println!(
-        "{:<21} {:>7} {:>7} {:>9} {:>9} {:>9} {:>10} {:>6} {:>8} {:>8}  note",
+        "{:<21} {:>7} {:>7} {:>9} {:>9} {:>9} {:>10} {:>9} {:>6} {:>8} {:>8}  note",
         "impl",
         "jobs",
         "fires",
@@ -561,6 +566,7 @@ fn print_table(rows: &[Row], window: u32) {
         "p99 ms",
         "max ms",
         "B/job",
+        "at rest",
         "cpu%",
         "setup s",
         "p99/heap"
@@ -574,7 +580,7 @@ fn print_table(rows: &[Row], window: u32) {
             note = format!("{note} {} early", r.early).trim().to_string();
         }
         println!(
-            "{:<21} {:>7} {:>7.4} {:>9} {:>9} {:>9} {:>10} {:>6} {:>8} {:>8}  {note}",
+            "{:<21} {:>7} {:>7.4} {:>9} {:>9} {:>9} {:>10} {:>9} {:>6} {:>8} {:>8}  {note}",
             r.imp,
             r.jobs,
             r.fire_ratio,
@@ -582,13 +588,14 @@ fn print_table(rows: &[Row], window: u32) {
             opt(r.late_p99_ms, 2),
             opt(r.late_max_ms, 2),
             opt(r.rss_bytes_per_job, 0),
+            opt(r.rss_setup_bytes_per_job, 0),
             opt(r.cpu_pct, 1),
             opt(r.setup_s, 2),
             opt(r.late_p99_vs_heap, 2),
         );
     }
     println!(
-        "(window {window} s; fires = recorded / jobs × window; p99/heap = p99 over the bare heap's at the same N)"
+        "(window {window} s; fires = recorded / jobs × window; B/job after the window, at rest = once set up;\n p99/heap = p99 over the bare heap's at the same N)"
     );
 }
 
