@@ -36,7 +36,6 @@ use driftcron::scheduler::state::{LeakReason, RunningState};
 use driftcron::scheduler::{Fault, Scheduler, SchedulerConfig, SchedulerError, SystemClock};
 use driftcron::snapshot::{Snapshot, SourceFile};
 use driftcron::spec::{JobId, JobSpec, LoadOptions, Loaded, load};
-use tokio_util::sync::CancellationToken;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -174,13 +173,11 @@ async fn run_direct(spec: JobSpec) -> (ExecResult, u32, Duration) {
     let shared = ExecShared::new(spec.kill_grace);
     let req = ExecRequest {
         job: spec.id.clone(),
-        run_id: format!("{}@2026-01-01T00:00:00Z", spec.id).into(),
         scheduled_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         attempt: 1,
         revision: "rev1".into(),
         shared: shared.clone(),
         spec: Arc::new(spec),
-        cancel: CancellationToken::new(),
     };
     let t0 = Instant::now();
     let result = executor::run(req).await;

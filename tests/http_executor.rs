@@ -10,7 +10,6 @@ use driftcron::snapshot::{Snapshot, SourceFile};
 use driftcron::spec::{LoadOptions, load};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 /// A minimal HTTP/1.1 server: answers by path, records each request's head
 /// and body.
@@ -81,7 +80,7 @@ async fn server() -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("http://{addr}"), seen)
 }
 
-fn request(toml: &str) -> (ExecRequest, CancellationToken) {
+fn request(toml: &str) -> (ExecRequest, Arc<ExecShared>) {
     let snapshot = Snapshot {
         revision: "r".into(),
         files: vec![SourceFile {
@@ -99,18 +98,16 @@ fn request(toml: &str) -> (ExecRequest, CancellationToken) {
     );
     assert!(loaded.is_valid(), "{:#?}", loaded.diagnostics);
     let spec = loaded.desired.jobs.into_values().next().unwrap();
-    let cancel = CancellationToken::new();
+    let shared = ExecShared::new(Duration::from_millis(1000));
     let req = ExecRequest {
         job: spec.id.clone(),
-        run_id: "ping@2026-01-01T00:00:00Z".into(),
-        scheduled_at: Utc::now(),
+        scheduled_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         attempt: 1,
         revision: "r".into(),
         spec,
-        cancel: cancel.clone(),
-        shared: ExecShared::new(Duration::from_millis(1000)),
+        shared: Arc::clone(&shared),
     };
-    (req, cancel)
+    (req, shared)
 }
 
 fn job(url: &str, extra: &str) -> String {

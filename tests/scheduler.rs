@@ -38,7 +38,7 @@ impl Runner for SimRunner {
     fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
         let clock = self.clock.clone();
         self.starts.lock().unwrap().push(Start {
-            run_id: req.run_id.to_string(),
+            run_id: req.run_id(),
             attempt: req.attempt,
             at: clock.now(),
         });
@@ -54,7 +54,7 @@ impl Runner for SimRunner {
             let ok = argv.get(2).is_none_or(|s| s == "ok");
             let outcome = tokio::select! {
                 _ = tokio::time::sleep(dur) => if ok { Outcome::Succeeded } else { Outcome::Failed { code: Some(1), signal: None } },
-                _ = req.cancel.cancelled() => Outcome::Cancelled,
+                _ = req.shared.cancelled() => Outcome::Cancelled,
             };
             ExecResult {
                 outcome,

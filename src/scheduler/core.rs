@@ -1,7 +1,7 @@
 //! The scheduler task: the single owner of the job registry, the timer
 //! index, the queues and every execution. Everything else talks to it
 //! through bounded commands and reads snapshots, so no structure has two
-//! writers and every task it starts is in its `JoinSet`.
+//! writers and every task it starts is held by its execution's record.
 
 use std::any::Any;
 use std::collections::{HashSet, VecDeque};
@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::clock::Clock;
 use super::executor::{ExecRequest, ExecResult, ExecShared, Outcome, group_alive, signal_group};
@@ -27,6 +26,7 @@ use super::state::{
     JobState, LATENESS_BUCKETS, LeakReason, LeakedTask, OutcomeRecord, RunningState,
     ShutdownReport,
 };
+use super::tasks::Tasks;
 use super::timers::TimerIndex;
 use super::{Fault, Runner, SchedulerConfig, SchedulerError};
 use crate::plan::{Plan, spec_digest};
@@ -442,8 +442,11 @@ struct ExecRecord {
     slot: DateTime<Utc>,
     started: DateTime<Utc>,
     manual: bool,
+    /// Cancellation, pid and grace, shared with the run.
     shared: Arc<ExecShared>,
-    cancel: CancellationToken,
+    /// The run's task, once spawned (at the end of the fire batch): what
+    /// shutdown aborts when a run ignores its cancellation.
+    task: Option<JoinHandle<()>>,
     kill_grace: Duration,
     timeout: Option<Duration>,
     cancelling_since: Option<DateTime<Utc>>,
@@ -461,11 +464,12 @@ pub struct Core {
     config: SchedulerConfig,
     runner: Arc<dyn Runner>,
     rx: mpsc::Receiver<Command>,
-    root: CancellationToken,
     jobs: Registry,
     timers: TimerIndex,
     execs: FxHashMap<u64, ExecRecord>,
-    tasks: JoinSet<(u64, ExecOutput)>,
+    tasks: Tasks<(u64, ExecOutput)>,
+    /// The task `Fault::UntrackedTask` injects, and how to stop it.
+    stray: Option<Arc<ExecShared>>,
     /// Process groups started and not yet seen dead.
     groups: FxHashMap<u32, u64>,
     global_queue: VecDeque<Pending>,
@@ -486,8 +490,6 @@ pub struct Core {
     deferred: Vec<(u64, RunFuture)>,
     /// The last slot computation (see [`Memo`]).
     next_memo: Memo<(Schedule, DateTime<Utc>), Option<DateTime<Utc>>>,
-    /// The last run-id stamp (see [`Memo`]).
-    stamp_memo: Memo<DateTime<Utc>, Option<[u8; STAMP_LEN]>>,
 }
 
 /// The last answer of a pure function, by argument. Jobs that share a
@@ -524,11 +526,12 @@ impl Core {
             config,
             runner,
             rx,
-            root: CancellationToken::new(),
             jobs: Registry::default(),
             timers: TimerIndex::default(),
             execs: FxHashMap::default(),
-            tasks: JoinSet::new(),
+            // Room for every run at once, and the injected stray.
+            tasks: Tasks::new(config.max_running as usize + 1),
+            stray: None,
             groups: FxHashMap::default(),
             global_queue: VecDeque::new(),
             running: 0,
@@ -542,7 +545,6 @@ impl Core {
             defer_spawns: false,
             deferred: Vec::new(),
             next_memo: Memo(None),
-            stamp_memo: Memo(None),
         }
     }
 
@@ -581,10 +583,10 @@ impl Core {
                         return;
                     }
                 },
-                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                done = self.tasks.next(), if !self.tasks.is_empty() => {
                     self.finished(done);
                     // Take every other completion that is ready, in one go.
-                    while let Some(done) = self.tasks.try_join_next() {
+                    while let Some(done) = self.tasks.try_next() {
                         self.finished(done);
                     }
                 }
@@ -761,7 +763,7 @@ impl Core {
             OnRemove::Cancel => {
                 report.cancelled += 1;
                 rec.cancelling_since.get_or_insert(now);
-                rec.cancel.cancel();
+                rec.shared.cancel();
             }
             OnRemove::Drain => report.draining += 1,
         }
@@ -857,7 +859,10 @@ impl Core {
         self.defer_spawns = false;
         let mut deferred = std::mem::take(&mut self.deferred);
         for (exec_id, fut) in deferred.drain(..) {
-            self.tasks.spawn(async move { (exec_id, fut.await) });
+            let task = self.tasks.spawn(async move { (exec_id, fut.await) });
+            if let Some(rec) = self.execs.get_mut(&exec_id) {
+                rec.task = Some(task);
+            }
         }
         // Keep the (empty) vector's room for the next batch.
         self.deferred = deferred;
@@ -1086,7 +1091,7 @@ impl Core {
                         && rec.cancelling_since.is_none()
                     {
                         rec.cancelling_since = Some(now);
-                        rec.cancel.cancel();
+                        rec.shared.cancel();
                         self.counters.replaced += 1;
                     }
                 }
@@ -1121,30 +1126,23 @@ impl Core {
         self.next_exec += 1;
         let spec = job.spec.clone();
         let job_generation = job.generation;
-        let stamp = self.stamp_memo.get(p.slot, whole_second_stamp);
-        let run_id = run_id_arc(&job.id, p.slot, stamp);
-        // A token of its own, not a child of a root: shutdown cancels each
-        // execution itself, and a child token would lock the root's child
-        // list on every start and end.
-        let cancel = CancellationToken::new();
         let shared = ExecShared::new(spec.kill_grace);
         let req = ExecRequest {
             job: job.id.clone(),
-            run_id: Arc::clone(&run_id),
             scheduled_at: p.slot,
             attempt: p.attempt,
             revision: self.revision.clone().unwrap_or_else(|| Arc::from("")),
             spec: spec.clone(),
-            cancel: cancel.clone(),
             shared: shared.clone(),
         };
         // A panicking runner ends its execution, not the scheduler.
         let fut: RunFuture = AssertUnwindSafe(self.runner.run(req)).catch_unwind();
-        if self.defer_spawns {
+        let task = if self.defer_spawns {
             self.deferred.push((exec_id, fut));
+            None
         } else {
-            self.tasks.spawn(async move { (exec_id, fut.await) });
-        }
+            Some(self.tasks.spawn(async move { (exec_id, fut.await) }))
+        };
         job.running.push(exec_id);
         self.running += 1;
         self.counters.started += 1;
@@ -1154,7 +1152,10 @@ impl Core {
             let late = (now - p.slot).num_milliseconds().max(0) as u64;
             self.counters.lateness.observe(&LATENESS_BUCKETS, late);
         }
-        tracing::info!(job = %job.id, run_id = %run_id, attempt = p.attempt, "run started");
+        if tracing::enabled!(tracing::Level::INFO) {
+            let run_id = run_id(&job.id, p.slot);
+            tracing::info!(job = %job.id, run_id = %run_id, attempt = p.attempt, "run started");
+        }
         self.execs.insert(
             exec_id,
             ExecRecord {
@@ -1167,7 +1168,7 @@ impl Core {
                 started: now,
                 manual: p.manual,
                 shared,
-                cancel,
+                task,
                 kill_grace: spec.kill_grace,
                 timeout: spec.timeout,
                 cancelling_since: None,
@@ -1177,10 +1178,10 @@ impl Core {
     }
 
     /// An execution task ended (or its runner panicked).
-    fn finished(&mut self, done: Result<(u64, ExecOutput), JoinError>) {
-        let (exec_id, result) = match done {
-            Ok((exec_id, Ok(result))) => (exec_id, result),
-            Ok((exec_id, Err(panic))) => {
+    fn finished(&mut self, (exec_id, done): (u64, ExecOutput)) {
+        let result = match done {
+            Ok(result) => result,
+            Err(panic) => {
                 let msg = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
@@ -1189,10 +1190,8 @@ impl Core {
                 let mut result =
                     ExecResult::ended(Outcome::SpawnFailed(format!("execution panicked: {msg}")));
                 result.finished = self.clock.now();
-                (exec_id, result)
+                result
             }
-            // Only shutdown aborts tasks, and it accounts for them itself.
-            Err(_) => return,
         };
         let Some(rec) = self.execs.remove(&exec_id) else {
             return;
@@ -1394,11 +1393,15 @@ impl Core {
                     .inject_stale(INJECTED_STALE_KEY, now + TimeDelta::days(1));
             }
             Fault::UntrackedTask => {
-                let token = self.root.child_token();
+                let stop = ExecShared::new(Duration::ZERO);
+                let stopped = Arc::clone(&stop);
                 self.tasks.spawn(async move {
-                    token.cancelled().await;
+                    stopped.cancelled().await;
                     (0, Ok(ExecResult::ended(Outcome::Cancelled)))
                 });
+                if let Some(old) = self.stray.replace(stop) {
+                    old.cancel();
+                }
             }
             Fault::OrphanProcessGroup(pgid) => {
                 self.groups.insert(pgid, 0);
@@ -1571,9 +1574,9 @@ impl Core {
         let until = Instant::now() + deadline;
         while !self.tasks.is_empty() {
             tokio::select! {
-                Some(done) = self.tasks.join_next() => {
-                    if let Ok((_, Ok(r))) = &done && r.killed {
-                        report.killed.push(self.run_id_of(&done));
+                done = self.tasks.next() => {
+                    if let (_, Ok(r)) = &done && r.killed {
+                        report.killed.push(self.run_id_of(done.0));
                     }
                     self.finished(done);
                     report.drained += 1;
@@ -1587,15 +1590,17 @@ impl Core {
             rec.shared
                 .grace_ms
                 .store(grace.as_millis() as u64, Ordering::SeqCst);
-            rec.cancel.cancel();
+            rec.shared.cancel();
         }
-        self.root.cancel();
+        if let Some(stray) = self.stray.take() {
+            stray.cancel();
+        }
         let until = Instant::now() + SHUTDOWN_KILL_GRACE + Duration::from_secs(2);
         while !self.tasks.is_empty() {
             tokio::select! {
-                Some(done) = self.tasks.join_next() => {
+                done = self.tasks.next() => {
                     match &done {
-                        Ok((_, Ok(r))) if r.killed => report.killed.push(self.run_id_of(&done)),
+                        (exec, Ok(r)) if r.killed => report.killed.push(self.run_id_of(*exec)),
                         _ => report.cancelled += 1,
                     }
                     self.finished(done);
@@ -1608,7 +1613,17 @@ impl Core {
             signal_group(rec.shared.pid.load(Ordering::SeqCst), libc::SIGKILL);
             report.abandoned.push(rec.run_id());
         }
-        self.tasks.shutdown().await;
+        let mut aborted = 0;
+        for rec in self.execs.values_mut() {
+            if let Some(task) = rec.task.take() {
+                task.abort();
+                // Reaped: an aborted task's future (and its child handle,
+                // which kills on drop) is gone once this returns.
+                let _ = task.await;
+                aborted += 1;
+            }
+        }
+        self.tasks.forget(aborted);
         self.execs.clear();
         self.running = 0;
         for pgid in self.groups.keys() {
@@ -1618,15 +1633,11 @@ impl Core {
         report
     }
 
-    fn run_id_of(&self, done: &Result<(u64, ExecOutput), JoinError>) -> String {
-        match done {
-            Ok((exec, _)) => self
-                .execs
-                .get(exec)
-                .map(ExecRecord::run_id)
-                .unwrap_or_default(),
-            Err(_) => String::new(),
-        }
+    fn run_id_of(&self, exec: u64) -> String {
+        self.execs
+            .get(&exec)
+            .map(ExecRecord::run_id)
+            .unwrap_or_default()
     }
 }
 
@@ -1677,25 +1688,6 @@ pub fn run_id(job: &JobId, slot: DateTime<Utc>) -> String {
 
 /// `@YYYY-MM-DDTHH:MM:SSZ`.
 const STAMP_LEN: usize = 21;
-
-/// Room on the stack for a run id built without a temporary `String`: the
-/// longest job id plus the stamp fits.
-const RUN_ID_BUF: usize = crate::spec::job::MAX_JOB_ID_LEN + STAMP_LEN;
-
-/// The run id as the execution gets it, built on the stack and copied
-/// once into its shared string: one allocation per run, not two.
-fn run_id_arc(job: &JobId, slot: DateTime<Utc>, stamp: Option<[u8; STAMP_LEN]>) -> Arc<str> {
-    let id = job.as_str().as_bytes();
-    match stamp {
-        Some(stamp) if id.len() + STAMP_LEN <= RUN_ID_BUF => {
-            let mut buf = [0u8; RUN_ID_BUF];
-            buf[..id.len()].copy_from_slice(id);
-            buf[id.len()..id.len() + STAMP_LEN].copy_from_slice(&stamp);
-            Arc::from(std::str::from_utf8(&buf[..id.len() + STAMP_LEN]).expect("ASCII"))
-        }
-        _ => Arc::from(run_id(job, slot)),
-    }
-}
 
 /// `@` and the slot in RFC 3339 UTC, for a slot on a whole second of years
 /// 0–9999 (the common case), written digit by digit: chrono's formatter,
@@ -1804,14 +1796,5 @@ mod tests {
         }
         let t = DateTime::from_timestamp(1, 500_000_000).unwrap();
         assert_eq!(run_id(&id, t), "a@1970-01-01T00:00:01.500Z");
-        let long = JobId::parse(&"x".repeat(crate::spec::job::MAX_JOB_ID_LEN)).unwrap();
-        for (job, ts) in [(&id, 4_102_444_799), (&id, 0), (&long, 1_767_225_600)] {
-            let t = DateTime::from_timestamp(ts, 0).unwrap();
-            assert_eq!(&*run_id_arc(job, t, whole_second_stamp(t)), run_id(job, t));
-        }
-        assert_eq!(
-            &*run_id_arc(&id, t, whole_second_stamp(t)),
-            "a@1970-01-01T00:00:01.500Z"
-        );
     }
 }

@@ -1,6 +1,7 @@
 //! Runs one execution: a child process in its own process group, or an
-//! HTTP request. Owns nothing beyond the run: it gets a cancellation
-//! token and a spec, and returns an outcome.
+//! HTTP request. Owns nothing beyond the run: it gets a spec and the
+//! state it shares with the scheduler (pid, grace, cancellation), and
+//! returns an outcome.
 //!
 //! Termination is always of the whole process group: timeout or cancel →
 //! SIGTERM to the group → SIGKILL after the grace. When the leader exits on
@@ -9,15 +10,15 @@
 
 use std::collections::VecDeque;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
+use tokio::sync::Notify;
 use tokio::time::{Instant, sleep, sleep_until};
-use tokio_util::sync::CancellationToken;
 
 use crate::spec::job::{Executor, ExpectStatus, HttpSpec};
 use crate::spec::{JobId, JobSpec};
@@ -37,18 +38,28 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// a job is plain data.
 pub struct ExecRequest {
     pub job: JobId,
-    pub run_id: Arc<str>,
     pub scheduled_at: DateTime<Utc>,
     pub attempt: u32,
     pub revision: Arc<str>,
     pub spec: Arc<JobSpec>,
-    pub cancel: CancellationToken,
-    /// What the scheduler and the execution both see while it runs.
+    /// What the scheduler and the execution both see while it runs,
+    /// cancellation included.
     pub shared: Arc<ExecShared>,
 }
 
+impl ExecRequest {
+    /// `<job>@<scheduled time, UTC RFC 3339>`. Built on demand by the
+    /// runner that shows it (an environment variable, a header), so
+    /// scheduling a run allocates no string.
+    pub fn run_id(&self) -> String {
+        super::core::run_id(&self.job, self.scheduled_at)
+    }
+}
+
 /// The few values an execution and the scheduler share while it runs: one
-/// allocation per execution for both.
+/// allocation per execution for all of them. Cancellation lives here too,
+/// not in a `CancellationToken`: a token is a second allocation and a tree
+/// node per run, and a run's cancellation has one sender and one listener.
 #[derive(Debug, Default)]
 pub struct ExecShared {
     /// Published once the child is spawned (0 before, and for HTTP runs),
@@ -57,6 +68,8 @@ pub struct ExecShared {
     /// SIGTERM → SIGKILL delay in milliseconds; the scheduler may shorten
     /// it (shutdown) before cancelling.
     pub grace_ms: AtomicU64,
+    cancelled: AtomicBool,
+    wake: Notify,
 }
 
 impl ExecShared {
@@ -64,7 +77,36 @@ impl ExecShared {
         Arc::new(ExecShared {
             pid: AtomicU32::new(0),
             grace_ms: AtomicU64::new(grace.as_millis() as u64),
+            cancelled: AtomicBool::new(false),
+            wake: Notify::new(),
         })
+    }
+
+    /// Asks the run to stop (SIGTERM, then SIGKILL after the grace).
+    /// Idempotent.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once [`cancel`](Self::cancel) has been called, at once if
+    /// it already was.
+    pub async fn cancelled(&self) {
+        loop {
+            // Registered before the flag is read, so a cancel between the
+            // read and the await still wakes this waiter.
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -191,7 +233,7 @@ fn job_env(req: &ExecRequest) -> Vec<(String, String)> {
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
     env.push(("DRIFTCRON_JOB".into(), req.job.to_string()));
-    env.push(("DRIFTCRON_RUN_ID".into(), req.run_id.to_string()));
+    env.push(("DRIFTCRON_RUN_ID".into(), req.run_id()));
     env.push((
         "DRIFTCRON_SCHEDULED_AT".into(),
         req.scheduled_at.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -323,7 +365,7 @@ async fn run_http(http: &HttpSpec, req: &ExecRequest) -> ExecResult {
     let mut rb = client
         .request(method, &http.url)
         .header("X-Driftcron-Job", req.job.as_str())
-        .header("X-Driftcron-Run-Id", &*req.run_id)
+        .header("X-Driftcron-Run-Id", req.run_id())
         .header("X-Driftcron-Attempt", req.attempt.to_string());
     for (k, v) in &http.headers {
         rb = rb.header(k, v);
@@ -345,7 +387,7 @@ async fn run_http(http: &HttpSpec, req: &ExecRequest) -> ExecResult {
     };
     let result = tokio::select! {
         r = exchange => r,
-        _ = req.cancel.cancelled() => return done(Outcome::Cancelled, Tail::new(0)),
+        _ = req.shared.cancelled() => return done(Outcome::Cancelled, Tail::new(0)),
     };
     match result {
         Ok(status) => {
@@ -508,7 +550,7 @@ async fn supervise(
     let ending = tokio::select! {
         s = child.wait() => return (Ending::Exited(s), false),
         _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Ending::TimedOut,
-        _ = req.cancel.cancelled() => Ending::Cancelled,
+        _ = req.shared.cancelled() => Ending::Cancelled,
     };
     signal_group(pgid, libc::SIGTERM);
     let grace = Duration::from_millis(req.shared.grace_ms.load(Ordering::SeqCst));

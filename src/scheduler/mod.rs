@@ -4,7 +4,7 @@
 //! Invariants (checked by the audit, reported as leaks when broken):
 //! - timer entries == active jobs with a next slot; no entry for a job that
 //!   is gone or suspended (one index, re-keyed on every change);
-//! - tracked executions == tasks in the scheduler's `JoinSet`;
+//! - tracked executions == execution tasks spawned and not yet reported;
 //! - no process group the scheduler started is alive without an execution.
 //!
 //! Memory is O(jobs + running executions): per-job state is one registry
@@ -15,6 +15,7 @@ pub mod clock;
 mod core;
 pub mod executor;
 pub mod state;
+mod tasks;
 pub mod timers;
 
 use std::future::Future;
