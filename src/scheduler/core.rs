@@ -170,7 +170,7 @@ impl Registry {
     }
 
     fn insert(&mut self, entry: JobEntry) -> Handle {
-        let id = entry.id.clone();
+        let id = entry.id().clone();
         let h = match self.free.pop() {
             Some(h) => {
                 self.slots[h as usize] = Some(entry);
@@ -223,13 +223,15 @@ struct Pending {
     manual: bool,
 }
 
-/// Per-job state: one entry, removed with the job.
+/// Per-job state: one entry, removed with the job. It is what a job costs
+/// the scheduler beyond its spec, a hundred thousand times over at scale,
+/// so what is rarely used (a queue, a second concurrent run) is a pointer
+/// until used, and the id is the spec's.
 struct JobEntry {
-    id: JobId,
     spec: Arc<JobSpec>,
     digest: u64,
     /// Bumped on each change of this job's spec (shown to users).
-    generation: u64,
+    generation: u32,
     /// Unique across all jobs and versions, never reused: a run, queued
     /// run or retry belongs to a job version by epoch, so a job deleted and
     /// created again never inherits the old one's runs.
@@ -238,7 +240,7 @@ struct JobEntry {
     /// Run-time override of `enabled` (suspend/resume through the API).
     enabled_override: Option<bool>,
     running: Running,
-    queue: VecDeque<Pending>,
+    queue: JobQueue,
     /// The slot and attempt of a pending retry.
     retry: Option<(DateTime<Utc>, u32)>,
     recent: Ring,
@@ -251,7 +253,10 @@ struct JobEntry {
 struct Running {
     /// The oldest running execution, or 0 (exec ids start at 1).
     first: u64,
-    rest: Vec<u64>,
+    /// The others, allocated for a second concurrent run and freed when
+    /// they are done: one pointer inline, not a `Vec`'s three words.
+    #[allow(clippy::box_collection)] // One word inline is the point.
+    rest: Option<Box<Vec<u64>>>,
 }
 
 impl Running {
@@ -259,32 +264,36 @@ impl Running {
         self.first == 0
     }
 
+    fn rest(&self) -> &[u64] {
+        self.rest.as_deref().map_or(&[], Vec::as_slice)
+    }
+
     fn len(&self) -> usize {
-        usize::from(self.first != 0) + self.rest.len()
+        usize::from(self.first != 0) + self.rest().len()
     }
 
     fn push(&mut self, exec: u64) {
         if self.first == 0 {
             self.first = exec;
         } else {
-            self.rest.push(exec);
+            self.rest.get_or_insert_default().push(exec);
         }
     }
 
     fn contains(&self, exec: u64) -> bool {
-        self.first == exec || self.rest.contains(&exec)
+        self.first == exec || self.rest().contains(&exec)
     }
 
     /// Removes `exec`, keeping start order.
     fn remove(&mut self, exec: u64) {
+        let rest = self.rest.get_or_insert_default();
         if self.first == exec {
-            self.first = if self.rest.is_empty() {
-                0
-            } else {
-                self.rest.remove(0)
-            };
+            self.first = if rest.is_empty() { 0 } else { rest.remove(0) };
         } else {
-            self.rest.retain(|e| *e != exec);
+            rest.retain(|e| *e != exec);
+        }
+        if rest.is_empty() {
+            self.rest = None;
         }
     }
 
@@ -292,7 +301,7 @@ impl Running {
         (self.first != 0)
             .then_some(self.first)
             .into_iter()
-            .chain(self.rest.iter().copied())
+            .chain(self.rest().iter().copied())
     }
 
     fn to_vec(&self) -> Vec<u64> {
@@ -422,7 +431,40 @@ impl Finished {
     }
 }
 
+/// A job's own queue (`concurrency = "queue"`): one pointer inline, the
+/// deque allocated on the first queued run and freed when it empties.
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)] // One word inline is the point.
+struct JobQueue(Option<Box<VecDeque<Pending>>>);
+
+impl JobQueue {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    fn push_back(&mut self, p: Pending) {
+        self.0.get_or_insert_default().push_back(p);
+    }
+
+    fn pop_front(&mut self) -> Option<Pending> {
+        let q = self.0.as_mut()?;
+        let p = q.pop_front();
+        if q.is_empty() {
+            self.0 = None;
+        }
+        p
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
 impl JobEntry {
+    fn id(&self) -> &JobId {
+        &self.spec.id
+    }
+
     fn active(&self) -> bool {
         self.enabled_override.unwrap_or(self.spec.enabled)
     }
@@ -436,7 +478,7 @@ struct ExecRecord {
     job: JobId,
     /// The registry slot it was started from (see `Pending::epoch`).
     handle: Handle,
-    generation: u64,
+    generation: u32,
     epoch: u64,
     attempt: u32,
     slot: DateTime<Utc>,
@@ -641,7 +683,7 @@ impl Core {
         let next = self
             .next_memo
             .get((job.spec.schedule, after), |(s, t)| s.next_after(t));
-        let jitter = jitter_for(&mut self.rng, &job.id, &job.spec);
+        let jitter = jitter_for(&mut self.rng, job.id(), &job.spec);
         job.next_fire = next;
         let key = timer_key(h, TimerKind::Fire);
         match next {
@@ -667,9 +709,10 @@ impl Core {
                 Some((_, job)) if job.digest == digest => report.unchanged += 1,
                 Some((h, job)) => {
                     report.updated += 1;
+                    // The id is the spec's, and the new spec's is equal.
                     job.spec = spec.clone();
                     job.digest = digest;
-                    job.generation += 1;
+                    job.generation = job.generation.saturating_add(1);
                     self.next_epoch += 1;
                     job.epoch = self.next_epoch;
                     job.retry = None;
@@ -697,7 +740,6 @@ impl Core {
                 None => {
                     report.created += 1;
                     let h = self.jobs.insert(JobEntry {
-                        id,
                         spec,
                         digest,
                         generation: 1,
@@ -708,7 +750,7 @@ impl Core {
                         next_fire: None,
                         enabled_override: None,
                         running: Running::default(),
-                        queue: VecDeque::new(),
+                        queue: JobQueue::default(),
                         retry: None,
                         recent: Ring::default(),
                     });
@@ -815,7 +857,7 @@ impl Core {
             manual: true,
         };
         let run_id = run_id(id, now);
-        self.start_or_queue(pending);
+        self.start_or_queue(pending, now);
         Ok(run_id)
     }
 
@@ -845,13 +887,16 @@ impl Core {
                     };
                     if let Some((slot, attempt)) = job.retry.take() {
                         let epoch = job.epoch;
-                        self.start_or_queue(Pending {
-                            job: h,
-                            epoch,
-                            slot,
-                            attempt,
-                            manual: false,
-                        });
+                        self.start_or_queue(
+                            Pending {
+                                job: h,
+                                epoch,
+                                slot,
+                                attempt,
+                                manual: false,
+                            },
+                            now,
+                        );
                     }
                 }
             }
@@ -926,13 +971,16 @@ impl Core {
                 }
                 self.rearm(h, next);
                 if run {
-                    self.start_or_queue(Pending {
-                        job: h,
-                        epoch,
-                        slot: first,
-                        attempt: 1,
-                        manual: false,
-                    });
+                    self.start_or_queue(
+                        Pending {
+                            job: h,
+                            epoch,
+                            slot: first,
+                            attempt: 1,
+                            manual: false,
+                        },
+                        now,
+                    );
                 }
                 return;
             }
@@ -1024,13 +1072,16 @@ impl Core {
             self.rearm(h, slot);
         }
         for s in run {
-            self.start_or_queue(Pending {
-                job: h,
-                epoch,
-                slot: s,
-                attempt: 1,
-                manual: false,
-            });
+            self.start_or_queue(
+                Pending {
+                    job: h,
+                    epoch,
+                    slot: s,
+                    attempt: 1,
+                    manual: false,
+                },
+                now,
+            );
         }
     }
 
@@ -1041,7 +1092,7 @@ impl Core {
         };
         job.next_fire = next;
         if let Some(next) = next {
-            let jitter = jitter_for(&mut self.rng, &job.id, &job.spec);
+            let jitter = jitter_for(&mut self.rng, job.id(), &job.spec);
             self.timers
                 .set(timer_key(h, TimerKind::Fire), next + jitter);
         }
@@ -1049,13 +1100,13 @@ impl Core {
 
     /// The id of the job in slot `h`, for log lines.
     fn job_id(&self, h: Handle) -> &str {
-        self.jobs.get(h).map_or("?", |j| j.id.as_str())
+        self.jobs.get(h).map_or("?", |j| j.id().as_str())
     }
 
     /// Applies the job's concurrency policy and the global limit, then
-    /// starts, queues, or drops (counted) the run.
-    fn start_or_queue(&mut self, p: Pending) {
-        let now = self.clock.now();
+    /// starts, queues, or drops (counted) the run. `now` is the caller's
+    /// reading of the clock: a fire batch reads it once, not once a run.
+    fn start_or_queue(&mut self, p: Pending, now: DateTime<Utc>) {
         let Some(job) = self.jobs.get_mut(p.job) else {
             self.counters.dropped_on_change += 1;
             return;
@@ -1068,7 +1119,7 @@ impl Core {
         match job.spec.concurrency {
             Concurrency::Forbid if busy => {
                 self.counters.skipped_forbid += 1;
-                tracing::info!(job = %job.id, "run skipped: previous run still going (forbid)");
+                tracing::info!(job = %job.id(), "run skipped: previous run still going (forbid)");
                 return;
             }
             Concurrency::Allow { max_instances }
@@ -1128,7 +1179,7 @@ impl Core {
         let job_generation = job.generation;
         let shared = ExecShared::new(spec.kill_grace);
         let req = ExecRequest {
-            job: job.id.clone(),
+            job: job.id().clone(),
             scheduled_at: p.slot,
             attempt: p.attempt,
             revision: self.revision.clone().unwrap_or_else(|| Arc::from("")),
@@ -1153,13 +1204,13 @@ impl Core {
             self.counters.lateness.observe(&LATENESS_BUCKETS, late);
         }
         if tracing::enabled!(tracing::Level::INFO) {
-            let run_id = run_id(&job.id, p.slot);
-            tracing::info!(job = %job.id, run_id = %run_id, attempt = p.attempt, "run started");
+            let run_id = run_id(job.id(), p.slot);
+            tracing::info!(job = %job.id(), run_id = %run_id, attempt = p.attempt, "run started");
         }
         self.execs.insert(
             exec_id,
             ExecRecord {
-                job: job.id.clone(),
+                job: job.id().clone(),
                 handle: p.job,
                 generation: job_generation,
                 epoch: p.epoch,
@@ -1271,7 +1322,8 @@ impl Core {
             if job.running.is_empty()
                 && let Some(p) = job.queue.pop_front()
             {
-                self.start_or_queue(p);
+                let now = self.clock.now();
+                self.start_or_queue(p, now);
             }
         }
         self.pump();
@@ -1298,7 +1350,7 @@ impl Core {
                 self.counters.missed_starting_deadline += 1;
                 continue;
             }
-            self.start_or_queue(p);
+            self.start_or_queue(p, now);
         }
     }
 
@@ -1317,11 +1369,14 @@ impl Core {
                 (Some(j), TimerKind::Fire) => {
                     fire_entries += 1;
                     if !j.active() {
-                        v.push(format!("timer entry for suspended job {}", j.id));
+                        v.push(format!("timer entry for suspended job {}", j.id()));
                     }
                 }
                 (Some(j), TimerKind::Retry) if j.retry.is_none() => {
-                    v.push(format!("retry timer without a pending retry for {}", j.id));
+                    v.push(format!(
+                        "retry timer without a pending retry for {}",
+                        j.id()
+                    ));
                 }
                 _ => {}
             }
@@ -1336,14 +1391,14 @@ impl Core {
                 && j.next_fire.is_some()
                 && self.timers.get(timer_key(h, TimerKind::Fire)).is_none()
             {
-                v.push(format!("active job {} has no timer entry", j.id));
+                v.push(format!("active job {} has no timer entry", j.id()));
             }
         }
         let filed = self
             .jobs
             .by_id
             .iter()
-            .filter(|(id, h)| self.jobs.get(**h).is_some_and(|j| &j.id == *id))
+            .filter(|(id, h)| self.jobs.get(**h).is_some_and(|j| j.id() == *id))
             .count();
         if filed != self.jobs.len() || self.jobs.values().count() != self.jobs.len() {
             v.push("job registry: id map and slots disagree".to_string());
@@ -1418,7 +1473,7 @@ impl Core {
                 job: r.job.to_string(),
                 pid: r.shared.pid.load(Ordering::SeqCst),
                 attempt: r.attempt,
-                generation: r.generation,
+                generation: u64::from(r.generation),
                 scheduled_at: r.slot,
                 started: r.started,
                 deadline: r
@@ -1465,9 +1520,9 @@ impl Core {
         };
         let mut jobs: Vec<JobState> = selected
             .map(|(h, j)| JobState {
-                id: j.id.to_string(),
+                id: j.id().to_string(),
                 spec_digest: format!("{:016x}", j.digest),
-                generation: j.generation,
+                generation: u64::from(j.generation),
                 enabled: j.spec.enabled,
                 suspended: !j.active(),
                 // Suspended/resumed against git, or running a manual trigger.
@@ -1475,7 +1530,7 @@ impl Core {
                 next_fire: j.next_fire,
                 active: j.running.iter().filter_map(|e| exec_state(&e)).collect(),
                 queued: j.queue.len() + queued_global.get(&h).copied().unwrap_or(0),
-                recent: j.recent.iter().map(|f| f.record(&j.id)).collect(),
+                recent: j.recent.iter().map(|f| f.record(j.id())).collect(),
             })
             .collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
