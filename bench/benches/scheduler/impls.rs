@@ -29,17 +29,27 @@ pub const EVERY_SECOND: &str = "* * * * * *";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Impl {
     Heap,
+    /// The bare heap, but each fire runs as a tokio task of its own: what
+    /// one task per execution costs by itself, whoever schedules it.
+    HeapSpawn,
     Driftcron,
     TokioCron,
     Apalis,
 }
 
 impl Impl {
-    pub const ALL: [Impl; 4] = [Impl::Heap, Impl::Driftcron, Impl::TokioCron, Impl::Apalis];
+    pub const ALL: [Impl; 5] = [
+        Impl::Heap,
+        Impl::HeapSpawn,
+        Impl::Driftcron,
+        Impl::TokioCron,
+        Impl::Apalis,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Impl::Heap => "bare-heap",
+            Impl::HeapSpawn => "heap-spawn",
             Impl::Driftcron => "driftcron",
             Impl::TokioCron => "tokio-cron-scheduler",
             Impl::Apalis => "apalis-cron",
@@ -49,6 +59,7 @@ impl Impl {
     pub fn parse(s: &str) -> Option<Impl> {
         match s {
             "heap" | "bare-heap" => Some(Impl::Heap),
+            "heap-spawn" => Some(Impl::HeapSpawn),
             "driftcron" => Some(Impl::Driftcron),
             "tokio-cron-scheduler" | "tcs" | "tokio-cron" => Some(Impl::TokioCron),
             "apalis-cron" | "apalis" => Some(Impl::Apalis),
@@ -69,7 +80,8 @@ pub type Keep = Box<dyn Any + Send>;
 /// Sets up `n` every-second jobs and returns once all are scheduled.
 pub async fn setup(imp: Impl, n: usize) -> Result<Keep, String> {
     Ok(match imp {
-        Impl::Heap => Box::new(heap(n)),
+        Impl::Heap => Box::new(heap(n, false)),
+        Impl::HeapSpawn => Box::new(heap(n, true)),
         Impl::Driftcron => Box::new(driftcron(n, EVERY_SECOND).await?),
         Impl::TokioCron => Box::new(tokio_cron(n).await?),
         Impl::Apalis => Box::new(apalis(n).await?),
@@ -244,8 +256,10 @@ async fn apalis(n: usize) -> Result<tokio::task::JoinHandle<()>, String> {
 
 /// The baseline: one task, one min-heap of `(next fire, job)`, one shared
 /// parsed schedule. It sleeps until the earliest entry, pops everything
-/// due, records it and pushes each job's next fire.
-fn heap(n: usize) -> tokio::task::JoinHandle<()> {
+/// due, records it and pushes each job's next fire. With `spawn`, each
+/// fire is recorded by a tokio task of its own instead (spawned and left
+/// to run, as the peers' callbacks are).
+fn heap(n: usize, spawn: bool) -> tokio::task::JoinHandle<()> {
     let schedule = cron::Schedule::from_str(EVERY_SECOND).expect("valid cron");
     let next_after = move |t_us: i64| -> i64 {
         let t = DateTime::<Utc>::from_timestamp_micros(t_us).expect("in range");
@@ -276,7 +290,11 @@ fn heap(n: usize) -> tokio::task::JoinHandle<()> {
                     break;
                 }
                 heap.pop();
-                measure::record_slot(at, now);
+                if spawn {
+                    tokio::spawn(async move { measure::record_slot(at, now_us()) });
+                } else {
+                    measure::record_slot(at, now);
+                }
                 if memo.0 != at {
                     memo = (at, next_after(at));
                 }
