@@ -473,9 +473,14 @@ impl JobEntry {
 /// One execution the core owns. It keeps no run id: that is a function of
 /// the job and the slot, rebuilt for the rare reader (snapshots, leaks,
 /// shutdown), so the execution holds the only copy.
+///
+/// Boxed in the core's map: the map's table grows to the most runs ever
+/// alive at once, and a pointer per slot keeps that high-water mark small
+/// (a soak grew it ~160 KB past its first readings with records inline).
 struct ExecRecord {
-    /// Kept for display: the job may be deleted while this runs drains.
-    job: JobId,
+    /// The spec it runs: its id for display (the job may be deleted while
+    /// this run drains), its timeout and kill grace.
+    spec: Arc<JobSpec>,
     /// The registry slot it was started from (see `Pending::epoch`).
     handle: Handle,
     generation: u32,
@@ -489,15 +494,17 @@ struct ExecRecord {
     /// The run's task, once spawned (at the end of the fire batch): what
     /// shutdown aborts when a run ignores its cancellation.
     task: Option<JoinHandle<()>>,
-    kill_grace: Duration,
-    timeout: Option<Duration>,
     cancelling_since: Option<DateTime<Utc>>,
     orphaned: Option<(DateTime<Utc>, LeakReason)>,
 }
 
 impl ExecRecord {
+    fn job(&self) -> &JobId {
+        &self.spec.id
+    }
+
     fn run_id(&self) -> String {
-        run_id(&self.job, self.slot)
+        run_id(self.job(), self.slot)
     }
 }
 
@@ -508,7 +515,7 @@ pub struct Core {
     rx: mpsc::Receiver<Command>,
     jobs: Registry,
     timers: TimerIndex,
-    execs: FxHashMap<u64, ExecRecord>,
+    execs: FxHashMap<u64, Box<ExecRecord>>,
     tasks: Tasks<(u64, ExecOutput)>,
     /// The task `Fault::UntrackedTask` injects, and how to stop it.
     stray: Option<Arc<ExecShared>>,
@@ -1209,8 +1216,8 @@ impl Core {
         }
         self.execs.insert(
             exec_id,
-            ExecRecord {
-                job: job.id().clone(),
+            Box::new(ExecRecord {
+                spec,
                 handle: p.job,
                 generation: job_generation,
                 epoch: p.epoch,
@@ -1220,11 +1227,9 @@ impl Core {
                 manual: p.manual,
                 shared,
                 task,
-                kill_grace: spec.kill_grace,
-                timeout: spec.timeout,
                 cancelling_since: None,
                 orphaned: None,
-            },
+            }),
         );
     }
 
@@ -1271,7 +1276,7 @@ impl Core {
         c.stragglers_killed += u64::from(result.stragglers_killed);
         if tracing::enabled!(tracing::Level::INFO) {
             tracing::info!(
-                job = %rec.job, run_id = %rec.run_id(), outcome = result.outcome.name(),
+                job = %rec.job(), run_id = %rec.run_id(), outcome = result.outcome.name(),
                 exit_code = ?match result.outcome {
                     Outcome::Failed { code, .. } => code,
                     Outcome::Succeeded => Some(0),
@@ -1470,13 +1475,14 @@ impl Core {
             let r = self.execs.get(id)?;
             Some(ExecutionState {
                 run_id: r.run_id(),
-                job: r.job.to_string(),
+                job: r.job().to_string(),
                 pid: r.shared.pid.load(Ordering::SeqCst),
                 attempt: r.attempt,
                 generation: u64::from(r.generation),
                 scheduled_at: r.slot,
                 started: r.started,
                 deadline: r
+                    .spec
                     .timeout
                     .and_then(|t| TimeDelta::from_std(t).ok())
                     .map(|t| r.started + t),
@@ -1556,8 +1562,8 @@ impl Core {
         let mut out = Vec::new();
         let slack = TimeDelta::from_std(LEAK_SLACK).unwrap_or(TimeDelta::zero());
         for r in self.execs.values() {
-            let grace = TimeDelta::from_std(r.kill_grace).unwrap_or(TimeDelta::zero());
-            let reason = match (r.orphaned, r.timeout) {
+            let grace = TimeDelta::from_std(r.spec.kill_grace).unwrap_or(TimeDelta::zero());
+            let reason = match (r.orphaned, r.spec.timeout) {
                 // A drained run is unwanted once its grace is over; a
                 // cancelled one gets the slack that SIGKILL and reaping take.
                 (Some((since, why)), _)
@@ -1582,7 +1588,7 @@ impl Core {
             if let Some(reason) = reason {
                 out.push(LeakedTask {
                     reason,
-                    job: r.job.to_string(),
+                    job: r.job().to_string(),
                     run_id: Some(r.run_id()),
                     pid: r.shared.pid.load(Ordering::SeqCst),
                     started: Some(r.started),
@@ -1641,7 +1647,7 @@ impl Core {
         }
         // Phase 2: cancel the rest with a bounded grace.
         for rec in self.execs.values_mut() {
-            let grace = rec.kill_grace.min(SHUTDOWN_KILL_GRACE);
+            let grace = rec.spec.kill_grace.min(SHUTDOWN_KILL_GRACE);
             rec.shared
                 .grace_ms
                 .store(grace.as_millis() as u64, Ordering::SeqCst);
@@ -1691,7 +1697,7 @@ impl Core {
     fn run_id_of(&self, exec: u64) -> String {
         self.execs
             .get(&exec)
-            .map(ExecRecord::run_id)
+            .map(|r| r.run_id())
             .unwrap_or_default()
     }
 }
