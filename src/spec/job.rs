@@ -273,8 +273,9 @@ pub enum Executor {
     Exec { argv: Vec<String> },
     /// A script run by `/bin/sh -c`.
     Shell { script: String },
-    /// An HTTP request.
-    Http(HttpSpec),
+    /// An HTTP request. Boxed: most jobs run commands, and an inline
+    /// `HttpSpec` would triple the size of every job's executor.
+    Http(Box<HttpSpec>),
 }
 
 impl Executor {

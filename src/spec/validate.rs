@@ -525,7 +525,7 @@ pub fn build(
                 raw.http
                     .as_ref()
                     .and_then(|h| http_spec(r, h))
-                    .map(Executor::Http)
+                    .map(|h| Executor::Http(Box::new(h)))
             }
         }
         (Mode::Job, _) => {
