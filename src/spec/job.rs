@@ -459,16 +459,18 @@ pub enum OnRemove {
     Cancel,
 }
 
-/// A fully validated job.
+/// A fully validated job. Held as `Arc<JobSpec>` once per job, a hundred
+/// thousand at a time, so its fixed strings are `Box<str>` (no capacity
+/// word).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobSpec {
     pub id: JobId,
-    pub description: Option<String>,
+    pub description: Option<Box<str>>,
     pub labels: StrMap,
     /// `false` = suspended in git.
     pub enabled: bool,
     /// The expression as written, for display and diffs.
-    pub schedule_text: String,
+    pub schedule_text: Box<str>,
     pub schedule: Schedule,
     pub executor: Executor,
     pub env: StrMap,
