@@ -191,7 +191,7 @@ fn defaults_when_fields_are_absent() {
     assert_eq!(s.description, None);
     assert!(s.labels.is_empty() && s.env.is_empty());
     assert!(s.enabled);
-    assert_eq!(s.schedule_text, "0 * * * *");
+    assert_eq!(&*s.schedule_text, "0 * * * *");
     assert_eq!(s.schedule.tz, Tz::UTC);
     assert_eq!(
         s.schedule.dst,
@@ -250,7 +250,7 @@ fn schedule_text_is_trimmed_and_every_is_parsed() {
         &load_text("schedule = \"  @every 90s \"\ncommand = [\"/bin/true\"]\n"),
         "team/job",
     );
-    assert_eq!(s.schedule_text, "@every 90s");
+    assert_eq!(&*s.schedule_text, "@every 90s");
     let ScheduleExpr::Every(e) = s.schedule.expr else {
         panic!("not @every: {:?}", s.schedule.expr)
     };

@@ -256,6 +256,34 @@ mod tests {
         );
     }
 
+    /// Maps keep their keys and values in one buffer; the digest must still
+    /// see where each key ends, and which map an entry is in.
+    #[test]
+    fn digest_tells_maps_with_the_same_text_apart() {
+        let digest = |extra: &str| {
+            let text = format!("schedule = \"@daily\"\ncommand = [\"true\"]\n{extra}");
+            let jobs = specs(&[("j.toml", &text)]);
+            spec_digest(jobs.values().next().unwrap())
+        };
+        let cases = [
+            "",
+            "labels = { ab = \"c\" }\n",
+            "labels = { a = \"bc\" }\n",
+            "labels = { a = \"b\", c = \"d\" }\n",
+            "labels = { a = \"bcd\" }\n",
+            "env = { ab = \"c\" }\n",
+            "env = { a = \"bc\" }\n",
+            "labels = { ab = \"c\" }\nenv = { ab = \"c\" }\n",
+        ];
+        let digests: Vec<u64> = cases.iter().map(|c| digest(c)).collect();
+        for (i, a) in digests.iter().enumerate() {
+            for (j, b) in digests.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{:?} vs {:?}", cases[i], cases[j]);
+            }
+        }
+        assert_eq!(digest(cases[1]), digest(cases[1]));
+    }
+
     #[test]
     fn diff_finds_deletions_before_between_and_after_desired_jobs() {
         let job = "schedule = \"@daily\"\ncommand = [\"true\"]\n";

@@ -3,8 +3,10 @@
 //! `allow` job without a limit, a queue without a depth, a job with two
 //! executors).
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,79 +70,199 @@ impl fmt::Display for JobId {
 }
 
 /// A small immutable string map sorted by key (`labels`, `env`, HTTP
-/// headers). A boxed slice instead of a `BTreeMap`: a job's three labels
-/// cost a hundred bytes, not a 500-byte tree node, which matters at a
-/// hundred thousand jobs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct StrMap(Box<[(Box<str>, Box<str>)]>);
+/// headers). All keys and values sit back to back in one text buffer, with
+/// one array of end offsets: a job's three labels cost two small heap
+/// blocks instead of a pair slice plus a separate block per key and value
+/// (each rounded up to 32 bytes by glibc), and an empty map allocates
+/// nothing. That matters at a hundred thousand jobs.
+///
+/// Entries are unique and sorted, so two equal maps have equal buffers and
+/// the derived `PartialEq` is map equality.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StrMap {
+    /// Key 0, value 0, key 1, value 1, ... with no separators.
+    text: Box<str>,
+    /// Where each key and value ends in `text`, in the same order; each
+    /// starts where the one before ends. `u32`, not `usize`, halves the
+    /// array: a map comes from job files capped at a megabyte.
+    ends: Box<[u32]>,
+}
 
 impl StrMap {
+    /// Builds the map from entries already sorted by unique key.
+    ///
+    /// # Panics
+    /// If keys and values total 4 GiB or more. Loaded maps come from files
+    /// of at most [`super::load::MAX_FILE_SIZE`] bytes, so input cannot get
+    /// here.
+    fn from_sorted<'a, I>(entries: I) -> StrMap
+    where
+        I: Iterator<Item = (&'a str, &'a str)> + Clone,
+    {
+        let (mut count, mut bytes) = (0, 0);
+        for (k, v) in entries.clone() {
+            count += 1;
+            bytes += k.len() + v.len();
+        }
+        let mut text = String::with_capacity(bytes);
+        let mut ends = Vec::with_capacity(2 * count);
+        for (k, v) in entries {
+            for s in [k, v] {
+                text.push_str(s);
+                ends.push(u32::try_from(text.len()).expect("StrMap text under 4 GiB"));
+            }
+        }
+        StrMap {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    /// The `i`th string: key `n` is part `2n`, its value part `2n + 1`.
+    /// Out of range gives `""`; callers stay in range.
+    fn part(&self, i: usize) -> &str {
+        let start = i
+            .checked_sub(1)
+            .and_then(|p| self.ends.get(p))
+            .map_or(0, |&e| e as usize);
+        let end = self.ends.get(i).map_or(start, |&e| e as usize);
+        self.text.get(start..end).unwrap_or("")
+    }
+
+    fn entry(&self, i: usize) -> (&str, &str) {
+        (self.part(2 * i), self.part(2 * i + 1))
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(k, _)| (**k).cmp(key))
-            .ok()
-            .map(|i| &*self.0[i].1)
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.part(2 * mid).cmp(key) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Some(self.part(2 * mid + 1)),
+            }
+        }
+        None
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            map: self,
+            front: 0,
+            back: self.len(),
+        }
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| &**k)
+        self.iter().map(|(k, _)| k)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ends.len() / 2
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
+    }
+}
+
+/// Prints as the pair slice it used to be: `StrMap([("k", "v")])`.
+impl fmt::Debug for StrMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Entries<'a>(&'a StrMap);
+        impl fmt::Debug for Entries<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0).finish()
+            }
+        }
+        f.debug_tuple("StrMap").field(&Entries(self)).finish()
+    }
+}
+
+/// The same feed as the pair slice this type used to be (the count, then
+/// each key and value as a `str`), so `plan::spec_digest` gives the same
+/// digest as earlier builds for the same spec. A `str` feeds a terminator
+/// after its bytes, which keeps `{"ab": "c"}` apart from `{"a": "bc"}`.
+impl Hash for StrMap {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.len());
+        for (k, v) in self {
+            k.hash(state);
+            v.hash(state);
+        }
     }
 }
 
 impl From<BTreeMap<String, String>> for StrMap {
     fn from(map: BTreeMap<String, String>) -> Self {
-        StrMap(
-            map.into_iter()
-                .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
-                .collect(),
-        )
+        StrMap::from_sorted(map.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 }
 
+/// A later entry for a key replaces an earlier one.
 impl<'a> FromIterator<(&'a str, &'a str)> for StrMap {
     fn from_iter<I: IntoIterator<Item = (&'a str, &'a str)>>(iter: I) -> Self {
-        let map: BTreeMap<String, String> = iter
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        map.into()
+        let map: BTreeMap<&str, &str> = iter.into_iter().collect();
+        StrMap::from_sorted(map.iter().map(|(k, v)| (*k, *v)))
     }
 }
 
+/// A later entry for a key replaces an earlier one.
 impl FromIterator<(String, String)> for StrMap {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
         iter.into_iter().collect::<BTreeMap<_, _>>().into()
     }
 }
 
+/// The entries of a [`StrMap`] in key order.
+#[derive(Debug, Clone)]
+pub struct Iter<'a> {
+    map: &'a StrMap,
+    /// Next entry from the front; `back` is one past the next from the back.
+    front: usize,
+    back: usize,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        (self.front < self.back).then(|| {
+            self.front += 1;
+            self.map.entry(self.front - 1)
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.back - self.front;
+        (n, Some(n))
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        (self.front < self.back).then(|| {
+            self.back -= 1;
+            self.map.entry(self.back)
+        })
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl std::iter::FusedIterator for Iter<'_> {}
+
 impl<'a> IntoIterator for &'a StrMap {
     type Item = (&'a str, &'a str);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (Box<str>, Box<str>)>,
-        fn(&'a (Box<str>, Box<str>)) -> (&'a str, &'a str),
-    >;
+    type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        fn pair(e: &(Box<str>, Box<str>)) -> (&str, &str) {
-            (&e.0, &e.1)
-        }
-        self.0.iter().map(pair)
+        self.iter()
     }
 }
 
@@ -151,8 +273,9 @@ pub enum Executor {
     Exec { argv: Vec<String> },
     /// A script run by `/bin/sh -c`.
     Shell { script: String },
-    /// An HTTP request.
-    Http(HttpSpec),
+    /// An HTTP request. Boxed: most jobs run commands, and an inline
+    /// `HttpSpec` would triple the size of every job's executor.
+    Http(Box<HttpSpec>),
 }
 
 impl Executor {
@@ -336,16 +459,18 @@ pub enum OnRemove {
     Cancel,
 }
 
-/// A fully validated job.
+/// A fully validated job. Held as `Arc<JobSpec>` once per job, a hundred
+/// thousand at a time, so its fixed strings are `Box<str>` (no capacity
+/// word).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobSpec {
     pub id: JobId,
-    pub description: Option<String>,
+    pub description: Option<Box<str>>,
     pub labels: StrMap,
     /// `false` = suspended in git.
     pub enabled: bool,
     /// The expression as written, for display and diffs.
-    pub schedule_text: String,
+    pub schedule_text: Box<str>,
     pub schedule: Schedule,
     pub executor: Executor,
     pub env: StrMap,
@@ -365,6 +490,87 @@ pub struct JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> StrMap {
+        pairs.iter().copied().collect()
+    }
+
+    #[test]
+    fn str_map_lookups_and_order() {
+        let m = map(&[
+            ("tier", "1"),
+            ("team", "billing"),
+            ("", "empty key"),
+            ("x", ""),
+        ]);
+        assert_eq!(m.len(), 4);
+        assert_eq!(m.get("team"), Some("billing"));
+        assert_eq!(m.get("tier"), Some("1"));
+        assert_eq!(m.get(""), Some("empty key"));
+        assert_eq!(m.get("x"), Some(""));
+        assert_eq!(m.get("te"), None);
+        assert_eq!(m.get("zzz"), None);
+        assert!(m.contains_key("x") && !m.contains_key("y"));
+        let sorted = [
+            ("", "empty key"),
+            ("team", "billing"),
+            ("tier", "1"),
+            ("x", ""),
+        ];
+        assert!(m.iter().eq(sorted));
+        assert!(m.iter().rev().eq(sorted.into_iter().rev()));
+        assert!(m.keys().eq(sorted.map(|(k, _)| k)));
+        assert_eq!(m.iter().len(), 4);
+        // Later entries win, as with a BTreeMap.
+        assert_eq!(map(&[("a", "1"), ("a", "2")]), map(&[("a", "2")]));
+        let owned: StrMap = [("b".to_string(), "2".to_string())].into_iter().collect();
+        assert_eq!(owned, map(&[("b", "2")]));
+    }
+
+    #[test]
+    fn str_map_empty() {
+        let m = StrMap::default();
+        assert!(m.is_empty() && m.iter().next().is_none());
+        assert_eq!(m.len(), 0);
+        assert_eq!(m.get(""), None);
+        assert_eq!(m, map(&[]));
+        assert_eq!(format!("{m:?}"), "StrMap([])");
+    }
+
+    #[test]
+    fn str_map_equality_sees_the_split() {
+        // Same text back to back, different entries.
+        assert_ne!(map(&[("ab", "c")]), map(&[("a", "bc")]));
+        assert_ne!(
+            map(&[("a", "b"), ("c", "d")]),
+            map(&[("a", "bc"), ("", "d")])
+        );
+    }
+
+    /// The feed (and so `spec_digest`) must match the pair slice `StrMap`
+    /// used to be, so digests agree with older builds.
+    #[test]
+    fn str_map_hash_and_debug_match_the_old_layout() {
+        use std::hash::DefaultHasher;
+        let pairs = [("team", "billing"), ("tier", "1")];
+        let old: Box<[(Box<str>, Box<str>)]> =
+            pairs.iter().map(|&(k, v)| (k.into(), v.into())).collect();
+        let digest = |v: &dyn Fn(&mut DefaultHasher)| {
+            let mut h = DefaultHasher::new();
+            v(&mut h);
+            h.finish()
+        };
+        let m = map(&pairs);
+        assert_eq!(digest(&|h| m.hash(h)), digest(&|h| old.hash(h)));
+        let old = old_layout::StrMap(old);
+        assert_eq!(format!("{m:?}"), format!("{old:?}"));
+        assert_eq!(format!("{m:#?}"), format!("{old:#?}"));
+    }
+
+    mod old_layout {
+        #[derive(Debug)]
+        pub struct StrMap(#[allow(dead_code)] pub Box<[(Box<str>, Box<str>)]>);
+    }
 
     #[test]
     fn job_ids() {

@@ -525,7 +525,7 @@ pub fn build(
                 raw.http
                     .as_ref()
                     .and_then(|h| http_spec(r, h))
-                    .map(Executor::Http)
+                    .map(|h| Executor::Http(Box::new(h)))
             }
         }
         (Mode::Job, _) => {
@@ -812,10 +812,10 @@ pub fn build(
     );
     let spec = JobSpec {
         id: id?,
-        description: raw.description.as_ref().map(|d| d.value.clone()),
+        description: raw.description.as_ref().map(|d| d.value.as_str().into()),
         labels: labels.unwrap_or_default().into(),
         enabled: raw.enabled.as_ref().is_none_or(|e| e.value),
-        schedule_text: raw.schedule.as_ref()?.value.trim().to_string(),
+        schedule_text: raw.schedule.as_ref()?.value.trim().into(),
         schedule,
         executor: executor?,
         env: env.unwrap_or_default().into(),
