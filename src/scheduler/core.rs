@@ -351,35 +351,37 @@ impl Ring {
     }
 }
 
-/// A finished run as kept in a job's ring: 24 bytes of plain data (the run
+/// A finished run as kept in a job's ring: 16 bytes of plain data (the run
 /// id is rebuilt from the job id and slot when a snapshot is taken). Eight
-/// per job, so a job's history costs 200 bytes, not a kilobyte.
+/// per job, so a job's history costs 128 bytes, not a kilobyte.
+///
+/// `packed` holds, from the top bit down: the slot in milliseconds since
+/// the epoch (44 bits, signed: years 1692 to 2248, clamped beyond), the
+/// exit code (10 bits: exit statuses are 0–255 and HTTP statuses 100–999;
+/// `NO_EXIT_CODE` for none), the attempt (7 bits, saturating at 127) and
+/// the outcome (3 bits, an index into `OUTCOME_NAMES`).
 #[derive(Debug, Clone, Copy)]
 struct Finished {
-    /// The slot, in milliseconds since the epoch.
-    slot_ms: i64,
+    packed: u64,
     /// Start minus slot, milliseconds (saturating).
     start_delay_ms: i32,
-    /// Finish minus start, milliseconds (saturating).
+    /// Finish minus start, milliseconds (saturating: 49 days).
     duration_ms: u32,
-    /// Exit code, or `NO_EXIT_CODE`.
-    exit_code: i32,
-    attempt: u16,
-    /// Index into `OUTCOME_NAMES`.
-    outcome: u8,
 }
 
-const NO_EXIT_CODE: i32 = i32::MIN;
+const SLOT_BITS: u32 = 44;
+const EXIT_BITS: u32 = 10;
+const ATTEMPT_BITS: u32 = 7;
+const OUTCOME_BITS: u32 = 3;
+const NO_EXIT_CODE: u64 = (1 << EXIT_BITS) - 1;
+const _: () = assert!(SLOT_BITS + EXIT_BITS + ATTEMPT_BITS + OUTCOME_BITS == 64);
 
 impl Finished {
     /// Filler for a ring's unused places (never read).
     const EMPTY: Finished = Finished {
-        slot_ms: 0,
+        packed: 0,
         start_delay_ms: 0,
         duration_ms: 0,
-        exit_code: NO_EXIT_CODE,
-        attempt: 0,
-        outcome: 0,
     };
 }
 const OUTCOME_NAMES: [&str; 5] = [
@@ -399,32 +401,54 @@ impl Finished {
         finished: DateTime<Utc>,
     ) -> Self {
         let ms = |d: TimeDelta| d.num_milliseconds();
+        let slot_max = (1i64 << (SLOT_BITS - 1)) - 1;
+        let slot_ms = slot.timestamp_millis().clamp(-slot_max - 1, slot_max);
+        let exit = match outcome {
+            Outcome::Failed { code: Some(c), .. } => u64::try_from(*c)
+                .ok()
+                .filter(|c| *c < NO_EXIT_CODE)
+                .unwrap_or(NO_EXIT_CODE),
+            Outcome::Succeeded => 0,
+            _ => NO_EXIT_CODE,
+        };
+        let attempt = u64::from(attempt.min((1 << ATTEMPT_BITS) - 1));
+        let outcome = OUTCOME_NAMES
+            .iter()
+            .position(|n| *n == outcome.name())
+            .unwrap_or(0) as u64;
         Finished {
-            slot_ms: slot.timestamp_millis(),
+            packed: ((slot_ms as u64) << (64 - SLOT_BITS))
+                | (exit << (ATTEMPT_BITS + OUTCOME_BITS))
+                | (attempt << OUTCOME_BITS)
+                | outcome,
             start_delay_ms: ms(started - slot).clamp(i64::from(i32::MIN), i64::from(i32::MAX))
                 as i32,
             duration_ms: ms(finished - started).clamp(0, i64::from(u32::MAX)) as u32,
-            exit_code: match outcome {
-                Outcome::Failed { code: Some(c), .. } => *c,
-                Outcome::Succeeded => 0,
-                _ => NO_EXIT_CODE,
-            },
-            attempt: attempt.min(u32::from(u16::MAX)) as u16,
-            outcome: OUTCOME_NAMES
-                .iter()
-                .position(|n| *n == outcome.name())
-                .unwrap_or(0) as u8,
         }
     }
 
+    fn slot_ms(&self) -> i64 {
+        // Arithmetic shift: the sign comes back.
+        (self.packed as i64) >> (64 - SLOT_BITS)
+    }
+
+    fn field(&self, shift: u32, bits: u32) -> u64 {
+        (self.packed >> shift) & ((1 << bits) - 1)
+    }
+
     fn record(&self, id: &JobId) -> OutcomeRecord {
-        let slot = DateTime::from_timestamp_millis(self.slot_ms).unwrap_or_default();
+        let slot = DateTime::from_timestamp_millis(self.slot_ms()).unwrap_or_default();
         let started = slot + TimeDelta::milliseconds(i64::from(self.start_delay_ms));
+        let exit = self.field(ATTEMPT_BITS + OUTCOME_BITS, EXIT_BITS);
+        let outcome = self.field(0, OUTCOME_BITS) as usize;
         OutcomeRecord {
             run_id: run_id(id, slot),
-            attempt: u32::from(self.attempt),
-            outcome: OUTCOME_NAMES[usize::from(self.outcome)].to_string(),
-            exit_code: (self.exit_code != NO_EXIT_CODE).then_some(self.exit_code),
+            attempt: self.field(OUTCOME_BITS, ATTEMPT_BITS) as u32,
+            outcome: OUTCOME_NAMES
+                .get(outcome)
+                .unwrap_or(&"succeeded")
+                .to_string(),
+            exit_code: (exit != NO_EXIT_CODE).then_some(exit as i32),
             started,
             finished: started + TimeDelta::milliseconds(i64::from(self.duration_ms)),
         }
@@ -1782,7 +1806,7 @@ mod tests {
 
     #[test]
     fn finished_records_are_small_and_round_trip() {
-        assert!(std::mem::size_of::<Finished>() <= 24);
+        assert_eq!(std::mem::size_of::<Finished>(), 16);
         let id = JobId::parse("team/job").unwrap();
         let slot = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
         let started = slot + TimeDelta::milliseconds(1500);
@@ -1806,6 +1830,24 @@ mod tests {
         assert_eq!((r.started, r.finished), (started, finished));
         let f = Finished::new(slot, 1, &Outcome::TimedOut, started, finished);
         assert_eq!(f.record(&id).exit_code, None);
+        // HTTP statuses fit; what does not is shown as no code, never as a
+        // wrong one; attempts saturate; slots before 1970 keep their sign.
+        let failed = |code| Outcome::Failed {
+            code: Some(code),
+            signal: None,
+        };
+        let early = DateTime::from_timestamp(-86_400 * 365 * 200, 0).unwrap();
+        for (code, shown) in [
+            (599, Some(599)),
+            (255, Some(255)),
+            (-1, None),
+            (70_000, None),
+        ] {
+            let r = Finished::new(early, 1_000, &failed(code), early, early).record(&id);
+            assert_eq!((r.exit_code, r.attempt, r.started), (shown, 127, early));
+        }
+        let r = Finished::new(slot, 2, &Outcome::SpawnFailed("x".into()), slot, slot).record(&id);
+        assert_eq!((r.outcome.as_str(), r.attempt), ("spawn_failed", 2));
     }
 
     #[test]
@@ -1821,7 +1863,7 @@ mod tests {
                 slot(i),
                 slot(i),
             ));
-            let seen: Vec<i64> = ring.iter().map(|f| f.slot_ms / 1000).collect();
+            let seen: Vec<i64> = ring.iter().map(|f| f.slot_ms() / 1000).collect();
             let first = (i + 1 - OUTCOME_RING as i64).max(0);
             assert_eq!(seen, (first..=i).collect::<Vec<_>>());
         }
