@@ -241,8 +241,9 @@ struct JobEntry {
     enabled_override: Option<bool>,
     running: Running,
     queue: JobQueue,
-    /// The slot and attempt of a pending retry.
-    retry: Option<(DateTime<Utc>, u32)>,
+    /// The slot and attempt of a pending retry: boxed, because retries
+    /// are rare and the entry is paid for by every job.
+    retry: Option<Box<(DateTime<Utc>, u32)>>,
     recent: Ring,
 }
 
@@ -916,7 +917,7 @@ impl Core {
                     let Some(job) = self.jobs.get_mut(h) else {
                         continue;
                     };
-                    if let Some((slot, attempt)) = job.retry.take() {
+                    if let Some((slot, attempt)) = job.retry.take().map(|r| *r) {
                         let epoch = job.epoch;
                         self.start_or_queue(
                             Pending {
@@ -1341,7 +1342,7 @@ impl Core {
                     if job.retry.is_some() {
                         self.counters.retries_abandoned += 1;
                     }
-                    job.retry = Some((rec.slot, rec.attempt + 1));
+                    job.retry = Some(Box::new((rec.slot, rec.attempt + 1)));
                     self.counters.retries_scheduled += 1;
                     self.timers
                         .set(timer_key(rec.handle, TimerKind::Retry), due);
