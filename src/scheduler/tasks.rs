@@ -33,14 +33,25 @@ impl<T: Send + 'static> Tasks<T> {
     }
 
     pub fn spawn(&mut self, fut: impl Future<Output = T> + Send + 'static) -> JoinHandle<()> {
-        let tx = self.tx.clone();
         self.live += 1;
-        tokio::spawn(async move {
-            let out = fut.await;
-            // Fails only once the scheduler is gone, and then nobody is
-            // left to tell.
-            let _ = tx.send(out).await;
-        })
+        // The channel's room is taken here, so the task ends with a plain
+        // synchronous send: its state is the run's future and a permit, not
+        // also a pending send (which more than doubled a no-op run's task).
+        // With the bound above there is always room; without, the task
+        // waits for it.
+        match self.tx.clone().try_reserve_owned() {
+            Ok(permit) => tokio::spawn(async move {
+                permit.send(fut.await);
+            }),
+            Err(_) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    // Fails only once the scheduler is gone, and then
+                    // nobody is left to tell.
+                    let _ = tx.send(fut.await).await;
+                })
+            }
+        }
     }
 
     pub fn len(&self) -> usize {
