@@ -496,7 +496,7 @@ pub struct JobSpec {
     pub schedule: Schedule,
     pub executor: Executor,
     pub env: StrMap,
-    pub workdir: Option<String>,
+    pub workdir: Option<Box<str>>,
     /// `None` = no timeout (`timeout = "none"`).
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
