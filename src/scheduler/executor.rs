@@ -443,7 +443,7 @@ async fn run_process(mut cmd: Command, req: &ExecRequest) -> ExecResult {
         .process_group(0)
         .kill_on_drop(true);
     if let Some(dir) = &spec.workdir {
-        cmd.current_dir(dir);
+        cmd.current_dir(&**dir);
     }
     let mut tail = Tail::new(spec.max_output as usize);
     let mut child = match cmd.spawn() {

@@ -3,7 +3,6 @@
 //! `allow` job without a limit, a queue without a depth, a job with two
 //! executors).
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -70,80 +69,84 @@ impl fmt::Display for JobId {
 }
 
 /// A small immutable string map sorted by key (`labels`, `env`, HTTP
-/// headers). All keys and values sit back to back in one text buffer, with
-/// one array of end offsets: a job's three labels cost two small heap
-/// blocks instead of a pair slice plus a separate block per key and value
-/// (each rounded up to 32 bytes by glibc), and an empty map allocates
-/// nothing. That matters at a hundred thousand jobs.
+/// headers). Every entry sits in one byte buffer as a length-prefixed key
+/// then a length-prefixed value. A hundred thousand jobs each hold two of
+/// these in their `JobSpec`, so the layout is picked for memory: a boxed
+/// slice is 16 bytes inline (a text buffer plus an offset array was 32), a
+/// non-empty map is one heap block (glibc puts a header on each block and
+/// rounds it up to 32 bytes, so a second block costs more than its
+/// contents), and an empty map allocates nothing. Lookups scan: a job has a
+/// handful of entries.
 ///
-/// Entries are unique and sorted, so two equal maps have equal buffers and
-/// the derived `PartialEq` is map equality.
+/// Entries are unique and sorted, and the lengths keep each key apart from
+/// its value, so two equal maps have equal buffers and the derived
+/// `PartialEq` is map equality.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct StrMap {
-    /// Key 0, value 0, key 1, value 1, ... with no separators.
-    text: Box<str>,
-    /// Where each key and value ends in `text`, in the same order; each
-    /// starts where the one before ends. `u32`, not `usize`, halves the
-    /// array: a map comes from job files capped at a megabyte.
-    ends: Box<[u32]>,
+pub struct StrMap(Box<[u8]>);
+
+/// Bytes in each length prefix: a `u32`, little-endian. Not `usize`: a map
+/// comes from job files capped at a megabyte, and four bytes a string add
+/// up over every label of every job.
+const LEN_BYTES: usize = size_of::<u32>();
+
+/// Splits the first length-prefixed string off `bytes`: the string and the
+/// bytes after it. `None` at the end of the buffer. The buffer was built
+/// from `&str`s by [`StrMap::from_sorted`], so a prefix is never cut short
+/// and the bytes are always UTF-8; were that ever not so, reads end early
+/// or give `""` rather than panic.
+fn take_str(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (len, rest) = bytes.split_first_chunk::<LEN_BYTES>()?;
+    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    let (s, rest) = rest.split_at_checked(len)?;
+    Some((std::str::from_utf8(s).unwrap_or(""), rest))
+}
+
+/// Splits the first entry off `bytes`, as [`take_str`] does a string.
+fn take_entry(bytes: &[u8]) -> Option<((&str, &str), &[u8])> {
+    let (k, rest) = take_str(bytes)?;
+    let (v, rest) = take_str(rest)?;
+    Some(((k, v), rest))
 }
 
 impl StrMap {
     /// Builds the map from entries already sorted by unique key.
     ///
     /// # Panics
-    /// If keys and values total 4 GiB or more. Loaded maps come from files
-    /// of at most [`super::load::MAX_FILE_SIZE`] bytes, so input cannot get
+    /// If a key or value is 4 GiB or more. Loaded maps come from files of
+    /// at most [`super::load::MAX_FILE_SIZE`] bytes, so input cannot get
     /// here.
     fn from_sorted<'a, I>(entries: I) -> StrMap
     where
         I: Iterator<Item = (&'a str, &'a str)> + Clone,
     {
-        let (mut count, mut bytes) = (0, 0);
-        for (k, v) in entries.clone() {
-            count += 1;
-            bytes += k.len() + v.len();
-        }
-        let mut text = String::with_capacity(bytes);
-        let mut ends = Vec::with_capacity(2 * count);
+        // Sized exactly, so `into_boxed_slice` does not reallocate.
+        let bytes = entries
+            .clone()
+            .map(|(k, v)| 2 * LEN_BYTES + k.len() + v.len())
+            .sum();
+        let mut buf = Vec::with_capacity(bytes);
         for (k, v) in entries {
             for s in [k, v] {
-                text.push_str(s);
-                ends.push(u32::try_from(text.len()).expect("StrMap text under 4 GiB"));
+                let len = u32::try_from(s.len()).expect("StrMap strings under 4 GiB");
+                buf.extend_from_slice(&len.to_le_bytes());
+                buf.extend_from_slice(s.as_bytes());
             }
         }
-        StrMap {
-            text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
-        }
+        StrMap(buf.into_boxed_slice())
     }
 
-    /// The `i`th string: key `n` is part `2n`, its value part `2n + 1`.
-    /// Out of range gives `""`; callers stay in range.
-    fn part(&self, i: usize) -> &str {
-        let start = i
-            .checked_sub(1)
-            .and_then(|p| self.ends.get(p))
-            .map_or(0, |&e| e as usize);
-        let end = self.ends.get(i).map_or(start, |&e| e as usize);
-        self.text.get(start..end).unwrap_or("")
-    }
-
-    fn entry(&self, i: usize) -> (&str, &str) {
-        (self.part(2 * i), self.part(2 * i + 1))
+    /// The entries in order, without the count [`Iter`] needs up front.
+    fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut rest = &*self.0;
+        std::iter::from_fn(move || {
+            let (entry, after) = take_entry(rest)?;
+            rest = after;
+            Some(entry)
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        let (mut lo, mut hi) = (0, self.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.part(2 * mid).cmp(key) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return Some(self.part(2 * mid + 1)),
-            }
-        }
-        None
+        self.entries().find(|&(k, _)| k == key).map(|(_, v)| v)
     }
 
     pub fn contains_key(&self, key: &str) -> bool {
@@ -152,9 +155,8 @@ impl StrMap {
 
     pub fn iter(&self) -> Iter<'_> {
         Iter {
-            map: self,
-            front: 0,
-            back: self.len(),
+            rest: &self.0,
+            len: self.len(),
         }
     }
 
@@ -163,11 +165,11 @@ impl StrMap {
     }
 
     pub fn len(&self) -> usize {
-        self.ends.len() / 2
+        self.entries().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.0.is_empty()
     }
 }
 
@@ -222,34 +224,54 @@ impl FromIterator<(String, String)> for StrMap {
 /// The entries of a [`StrMap`] in key order.
 #[derive(Debug, Clone)]
 pub struct Iter<'a> {
-    map: &'a StrMap,
-    /// Next entry from the front; `back` is one past the next from the back.
-    front: usize,
-    back: usize,
+    /// The entries not yet yielded from either end, still encoded.
+    rest: &'a [u8],
+    /// How many entries `rest` holds.
+    len: usize,
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        (self.front < self.back).then(|| {
-            self.front += 1;
-            self.map.entry(self.front - 1)
-        })
+        if self.len == 0 {
+            return None;
+        }
+        let Some((entry, rest)) = take_entry(self.rest) else {
+            self.len = 0;
+            return None;
+        };
+        self.rest = rest;
+        self.len -= 1;
+        Some(entry)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.back - self.front;
-        (n, Some(n))
+        (self.len, Some(self.len))
     }
 }
 
+/// Walks from the front to the last entry left: the prefixes only read
+/// forward, and a map holds a handful of entries.
 impl DoubleEndedIterator for Iter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        (self.front < self.back).then(|| {
-            self.back -= 1;
-            self.map.entry(self.back)
-        })
+        if self.len == 0 {
+            return None;
+        }
+        let mut last = self.rest;
+        for _ in 1..self.len {
+            last = take_entry(last).map_or(&[][..], |(_, after)| after);
+        }
+        let Some((entry, _)) = take_entry(last) else {
+            self.len = 0;
+            return None;
+        };
+        self.rest = self
+            .rest
+            .get(..self.rest.len() - last.len())
+            .unwrap_or_default();
+        self.len -= 1;
+        Some(entry)
     }
 }
 
@@ -474,7 +496,7 @@ pub struct JobSpec {
     pub schedule: Schedule,
     pub executor: Executor,
     pub env: StrMap,
-    pub workdir: Option<String>,
+    pub workdir: Option<Box<str>>,
     /// `None` = no timeout (`timeout = "none"`).
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
@@ -525,6 +547,25 @@ mod tests {
         assert_eq!(map(&[("a", "1"), ("a", "2")]), map(&[("a", "2")]));
         let owned: StrMap = [("b".to_string(), "2".to_string())].into_iter().collect();
         assert_eq!(owned, map(&[("b", "2")]));
+    }
+
+    #[test]
+    fn str_map_iterates_from_both_ends() {
+        let m = map(&[("a", "1"), ("bb", ""), ("c", "333"), ("", "x")]);
+        let mut it = m.iter();
+        assert_eq!(it.next_back(), Some(("c", "333")));
+        assert_eq!(it.next(), Some(("", "x")));
+        assert_eq!(it.len(), 2);
+        assert_eq!(it.next_back(), Some(("bb", "")));
+        assert_eq!(it.next(), Some(("a", "1")));
+        assert_eq!((it.next(), it.next_back(), it.len()), (None, None, 0));
+    }
+
+    /// Held twice in every `JobSpec`, a hundred thousand at a time.
+    #[test]
+    fn str_map_is_one_boxed_slice() {
+        assert_eq!(size_of::<StrMap>(), 16);
+        assert_eq!(size_of::<Option<StrMap>>(), 16);
     }
 
     #[test]

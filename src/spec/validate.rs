@@ -545,7 +545,7 @@ pub fn build(
 
     let workdir = raw.workdir.as_ref().and_then(|w| {
         if w.value.starts_with('/') && !w.value.contains('\0') {
-            Some(w.value.clone())
+            Some(w.value.as_str().into())
         } else {
             r.error(
                 &w.at,
