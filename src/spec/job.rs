@@ -288,13 +288,108 @@ impl<'a> IntoIterator for &'a StrMap {
     }
 }
 
+/// A command's program and arguments. All of them sit in one `Box<str>`,
+/// each followed by a `'\0'`: a hundred thousand jobs each hold one, and a
+/// `Vec<String>` paid a heap block for its buffer plus one per argument
+/// (glibc puts a header on each block and rounds it up to 32 bytes, so a
+/// one-word command cost two blocks for a few bytes of text). NUL can
+/// terminate because an argument cannot hold one: the OS takes arguments as
+/// C strings, and `validate` rejects NUL in `command` with a position.
+///
+/// `Debug` and `Hash` are those of the `Vec<String>` this type used to be:
+/// plan diffs print `{argv:?}`, and `plan::spec_digest` must not change.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Argv(Box<str>);
+
+impl Argv {
+    /// The program and then its arguments.
+    pub fn iter(&self) -> std::str::SplitTerminator<'_, char> {
+        self.0.split_terminator('\0')
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.bytes().filter(|&b| b == 0).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.iter().nth(i)
+    }
+
+    /// The first item; `""` when there is none (a validated job always has
+    /// a non-empty program).
+    pub fn program(&self) -> &str {
+        self.iter().next().unwrap_or("")
+    }
+
+    /// The items after the program.
+    pub fn args(&self) -> std::iter::Skip<std::str::SplitTerminator<'_, char>> {
+        self.iter().skip(1)
+    }
+}
+
+/// Prints as the `Vec<String>` it used to be: `["/bin/true", "--x"]`.
+impl fmt::Debug for Argv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The `Vec<String>` feed: the count, then each item as a `str`.
+impl Hash for Argv {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.len());
+        for a in self {
+            a.hash(state);
+        }
+    }
+}
+
+/// An item holding a NUL comes back as several items split there; loaded
+/// jobs never hold one (`validate` rejects it).
+impl<S: AsRef<str>> FromIterator<S> for Argv {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut buf = String::new();
+        for a in iter {
+            buf.push_str(a.as_ref());
+            buf.push('\0');
+        }
+        Argv(buf.into_boxed_str())
+    }
+}
+
+impl From<Vec<String>> for Argv {
+    fn from(argv: Vec<String>) -> Self {
+        // Sized exactly, so `into_boxed_str` does not reallocate.
+        let mut buf = String::with_capacity(argv.iter().map(|a| a.len() + 1).sum());
+        for a in &argv {
+            buf.push_str(a);
+            buf.push('\0');
+        }
+        Argv(buf.into_boxed_str())
+    }
+}
+
+impl<'a> IntoIterator for &'a Argv {
+    type Item = &'a str;
+    type IntoIter = std::str::SplitTerminator<'a, char>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// What a run executes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Executor {
     /// A program and its arguments, executed directly (no shell).
-    Exec { argv: Vec<String> },
-    /// A script run by `/bin/sh -c`.
-    Shell { script: String },
+    Exec { argv: Argv },
+    /// A script run by `/bin/sh -c`. `Box<str>`: no capacity word in every
+    /// job's executor.
+    Shell { script: Box<str> },
     /// An HTTP request. Boxed: most jobs run commands, and an inline
     /// `HttpSpec` would triple the size of every job's executor.
     Http(Box<HttpSpec>),
@@ -611,6 +706,90 @@ mod tests {
     mod old_layout {
         #[derive(Debug)]
         pub struct StrMap(#[allow(dead_code)] pub Box<[(Box<str>, Box<str>)]>);
+    }
+
+    fn argv(items: &[&str]) -> Argv {
+        Argv::from(items.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn argv_items() {
+        for items in [
+            &[][..],
+            &[""],
+            &["/bin/true"],
+            &["/usr/bin/backup", "--full", ""],
+            &["", "", "x", ""],
+            &["snow \u{2603}", "tab\there", "\"q\""],
+        ] {
+            let a = argv(items);
+            assert!(a.iter().eq(items.iter().copied()), "{a:?}");
+            assert!(a.iter().rev().eq(items.iter().rev().copied()), "{a:?}");
+            assert_eq!(a.len(), items.len());
+            assert_eq!(a.is_empty(), items.is_empty());
+            for i in 0..=items.len() {
+                assert_eq!(a.get(i), items.get(i).copied());
+            }
+            assert_eq!(a.program(), items.first().copied().unwrap_or(""));
+            assert!(a.args().eq(items.iter().skip(1).copied()));
+            assert_eq!(a, items.iter().collect::<Argv>());
+            assert_eq!(a, items.iter().map(|s| s.to_string()).collect::<Argv>());
+        }
+        // `[]` and `[""]` differ, as do the same bytes split differently.
+        assert_ne!(argv(&[]), argv(&[""]));
+        assert_ne!(argv(&["ab", "c"]), argv(&["a", "bc"]));
+        assert_eq!(Argv::default(), argv(&[]));
+    }
+
+    /// A `command` holds one heap block, whatever its length, and every
+    /// job's executor is 24 bytes (a `Vec` and a `String` made it 32).
+    #[test]
+    fn argv_is_one_boxed_str() {
+        assert_eq!(size_of::<Argv>(), 16);
+        assert_eq!(size_of::<Executor>(), 24);
+        assert_eq!(&*argv(&["noop"]).0, "noop\0");
+        assert_eq!(&*argv(&["a", "", "b"]).0, "a\0\0b\0");
+        assert_eq!(&*argv(&[]).0, "");
+    }
+
+    /// A NUL cannot reach here from a job file (`validate` rejects it); in
+    /// code it splits the item rather than panicking.
+    #[test]
+    fn argv_nul_splits_an_item() {
+        assert_eq!(argv(&["a\0b"]), argv(&["a", "b"]));
+    }
+
+    /// Plan diffs print `{argv:?}` and `spec_digest` hashes it: both must
+    /// match the `Vec<String>` `argv` used to be.
+    #[test]
+    fn argv_hash_and_debug_match_the_old_layout() {
+        use std::hash::DefaultHasher;
+        fn digest<H: Hasher + Default>(v: &impl Hash) -> u64 {
+            let mut h = H::default();
+            v.hash(&mut h);
+            h.finish()
+        }
+        for items in [
+            &[][..],
+            &[""],
+            &["/bin/true", "--x"],
+            &["/usr/bin/backup", "--full", ""],
+            &["snow \u{2603}", "tab\there", "\"q\"", "nl\n"],
+        ] {
+            let old: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+            let new = Argv::from(old.clone());
+            assert_eq!(digest::<DefaultHasher>(&new), digest::<DefaultHasher>(&old));
+            assert_eq!(
+                digest::<crate::fxhash::FxHasher>(&new),
+                digest::<crate::fxhash::FxHasher>(&old)
+            );
+            assert_eq!(format!("{new:?}"), format!("{old:?}"));
+            assert_eq!(format!("{new:#?}"), format!("{old:#?}"));
+        }
+        assert_eq!(
+            format!("{:?}", argv(&["/bin/true", "--x"])),
+            r#"["/bin/true", "--x"]"#
+        );
     }
 
     #[test]
