@@ -70,24 +70,57 @@ impl fmt::Display for JobId {
 
 /// A small immutable string map sorted by key (`labels`, `env`, HTTP
 /// headers). Every entry sits in one byte buffer as a length-prefixed key
-/// then a length-prefixed value. A hundred thousand jobs each hold two of
-/// these in their `JobSpec`, so the layout is picked for memory: a boxed
-/// slice is 16 bytes inline (a text buffer plus an offset array was 32), a
-/// non-empty map is one heap block (glibc puts a header on each block and
-/// rounds it up to 32 bytes, so a second block costs more than its
-/// contents), and an empty map allocates nothing. Lookups scan: a job has a
-/// handful of entries.
+/// then a length-prefixed value (LEB128 lengths: see `push_len`). A
+/// hundred thousand jobs each hold two of these in their `JobSpec`, so the
+/// layout is picked for memory: a boxed slice is 16 bytes inline (a text
+/// buffer plus an offset array was 32), a non-empty map is one heap block
+/// (glibc puts a header on each block and rounds it up to 32 bytes, so a
+/// second block costs more than its contents), and an empty map allocates
+/// nothing. Lookups scan: a job has a handful of entries.
 ///
-/// Entries are unique and sorted, and the lengths keep each key apart from
-/// its value, so two equal maps have equal buffers and the derived
-/// `PartialEq` is map equality.
+/// Entries are unique and sorted, the lengths keep each key apart from its
+/// value, and a length has only one encoding, so two equal maps have equal
+/// buffers and the derived `PartialEq` is map equality.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct StrMap(Box<[u8]>);
 
-/// Bytes in each length prefix: a `u32`, little-endian. Not `usize`: a map
-/// comes from job files capped at a megabyte, and four bytes a string add
-/// up over every label of every job.
-const LEN_BYTES: usize = size_of::<u32>();
+/// Appends a length prefix: LEB128, seven bits a byte from the lowest, the
+/// high bit set on every byte but the last. Labels, env names and values
+/// are mostly under 128 bytes, so a prefix is one byte where a fixed `u32`
+/// was four, and those bytes add up over every entry of two maps in each of
+/// a hundred thousand jobs. Never more bytes than needed, so a length has
+/// one encoding (buffer equality is map equality).
+fn push_len(buf: &mut Vec<u8>, mut len: usize) {
+    while len >= 0x80 {
+        buf.push((len & 0x7f) as u8 | 0x80);
+        len >>= 7;
+    }
+    buf.push(len as u8);
+}
+
+/// Bytes [`push_len`] writes for `len`.
+fn len_bytes(len: usize) -> usize {
+    let bits = usize::BITS - (len | 1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
+/// Most bytes a prefix can take: enough for a `u64`.
+const MAX_LEN_BYTES: usize = 10;
+
+/// Splits a length prefix off `bytes`: the length and the bytes after it.
+/// `None` if the prefix is cut short, runs past [`MAX_LEN_BYTES`] or does
+/// not fit a `usize`.
+fn take_len(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut len: u64 = 0;
+    for (i, &b) in bytes.iter().take(MAX_LEN_BYTES).enumerate() {
+        // `7 * i` is at most 63: no shift overflows.
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((usize::try_from(len).ok()?, bytes.get(i + 1..)?));
+        }
+    }
+    None
+}
 
 /// Splits the first length-prefixed string off `bytes`: the string and the
 /// bytes after it. `None` at the end of the buffer. The buffer was built
@@ -95,8 +128,7 @@ const LEN_BYTES: usize = size_of::<u32>();
 /// and the bytes are always UTF-8; were that ever not so, reads end early
 /// or give `""` rather than panic.
 fn take_str(bytes: &[u8]) -> Option<(&str, &[u8])> {
-    let (len, rest) = bytes.split_first_chunk::<LEN_BYTES>()?;
-    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    let (len, rest) = take_len(bytes)?;
     let (s, rest) = rest.split_at_checked(len)?;
     Some((std::str::from_utf8(s).unwrap_or(""), rest))
 }
@@ -110,11 +142,6 @@ fn take_entry(bytes: &[u8]) -> Option<((&str, &str), &[u8])> {
 
 impl StrMap {
     /// Builds the map from entries already sorted by unique key.
-    ///
-    /// # Panics
-    /// If a key or value is 4 GiB or more. Loaded maps come from files of
-    /// at most [`super::load::MAX_FILE_SIZE`] bytes, so input cannot get
-    /// here.
     fn from_sorted<'a, I>(entries: I) -> StrMap
     where
         I: Iterator<Item = (&'a str, &'a str)> + Clone,
@@ -122,13 +149,12 @@ impl StrMap {
         // Sized exactly, so `into_boxed_slice` does not reallocate.
         let bytes = entries
             .clone()
-            .map(|(k, v)| 2 * LEN_BYTES + k.len() + v.len())
+            .map(|(k, v)| len_bytes(k.len()) + k.len() + len_bytes(v.len()) + v.len())
             .sum();
         let mut buf = Vec::with_capacity(bytes);
         for (k, v) in entries {
             for s in [k, v] {
-                let len = u32::try_from(s.len()).expect("StrMap strings under 4 GiB");
-                buf.extend_from_slice(&len.to_le_bytes());
+                push_len(&mut buf, s.len());
                 buf.extend_from_slice(s.as_bytes());
             }
         }
@@ -701,6 +727,92 @@ mod tests {
         let old = old_layout::StrMap(old);
         assert_eq!(format!("{m:?}"), format!("{old:?}"));
         assert_eq!(format!("{m:#?}"), format!("{old:#?}"));
+    }
+
+    #[test]
+    fn str_map_prefixes_are_as_short_as_the_length() {
+        // One byte for a length under 128, two under 16,384, then three.
+        assert_eq!(&*map(&[("a", "bc")]).0, b"\x01a\x02bc");
+        assert_eq!(&*map(&[("", "")]).0, b"\x00\x00");
+        for (len, prefix) in [
+            (0, &[0x00][..]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (300, &[0xac, 0x02]),
+            (16_383, &[0xff, 0x7f]),
+            (16_384, &[0x80, 0x80, 0x01]),
+            (2_097_152, &[0x80, 0x80, 0x80, 0x01]),
+        ] {
+            let mut buf = Vec::new();
+            push_len(&mut buf, len);
+            assert_eq!(buf, prefix, "{len}");
+            assert_eq!(len_bytes(len), prefix.len(), "{len}");
+            assert_eq!(take_len(&buf), Some((len, &[][..])), "{len}");
+        }
+        for len in [u32::MAX as usize, usize::MAX] {
+            let mut buf = Vec::new();
+            push_len(&mut buf, len);
+            assert_eq!(len_bytes(len), buf.len());
+            assert!(buf.len() <= MAX_LEN_BYTES);
+            assert_eq!(take_len(&buf), Some((len, &[][..])));
+        }
+    }
+
+    #[test]
+    fn str_map_long_keys_and_values() {
+        let k128 = "k".repeat(128);
+        let v16k = "v".repeat(16_384);
+        let k16k = "K".repeat(16_383);
+        let v2m = "w".repeat(2_097_152);
+        let m = map(&[(&k128, &v16k), (&k16k, "x"), ("short", &v2m), ("z", "")]);
+        let sorted = [(&*k16k, "x"), (&*k128, &*v16k), ("short", &*v2m), ("z", "")];
+        assert_eq!(m.len(), 4);
+        assert!(m.iter().eq(sorted));
+        assert!(m.iter().rev().eq(sorted.into_iter().rev()));
+        assert_eq!(m.get(&k128), Some(&*v16k));
+        assert_eq!(m.get(&k16k), Some("x"));
+        assert_eq!(m.get("short"), Some(&*v2m));
+        assert_eq!(m.get("z"), Some(""));
+        assert_eq!(m.get(&k128[..127]), None);
+        // Prefixes: 2 + 3, 2 + 1, 1 + 4, 1 + 1.
+        let text: usize = sorted.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert_eq!(m.0.len(), text + 5 + 3 + 5 + 2);
+        let owned: BTreeMap<String, String> = sorted
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(StrMap::from(owned), m);
+    }
+
+    /// A damaged buffer reads short; nothing panics.
+    #[test]
+    fn str_map_truncated_or_garbled_buffer_reads_short() {
+        let long = "l".repeat(200);
+        let m = map(&[("a", "1"), (&long, "x"), ("é", &long)]);
+        let check = |bytes: &[u8]| {
+            let t = StrMap(bytes.into());
+            let n = t.len();
+            assert!(n <= 3);
+            assert_eq!(t.iter().count(), n);
+            assert_eq!(t.iter().rev().count(), n);
+            let _ = (t.get("a"), t.get(&long), format!("{t:?}"));
+            let mut h = std::hash::DefaultHasher::new();
+            t.hash(&mut h);
+            n
+        };
+        assert_eq!(check(&m.0), 3);
+        for cut in 0..m.0.len() {
+            assert!(check(&m.0[..cut]) < 3, "cut at {cut}");
+        }
+        for garbage in [
+            &[0x80][..],
+            &[0xff; 11],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+            &[0x05, b'a'],
+            &[0x01, 0xff, 0x00],
+        ] {
+            check(garbage);
+        }
     }
 
     mod old_layout {
