@@ -445,6 +445,19 @@ async fn spawn_failure_and_workdir() {
     assert_eq!(pid, 0, "nothing was spawned");
     assert!(!r.killed);
 
+    // An empty `command` cannot load, but a spec built in code can hold
+    // one: it fails to spawn, saying why, rather than panicking.
+    let mut spec = job("empty", "command = [\"/bin/true\"]");
+    spec.executor = driftcron::spec::job::Executor::Exec {
+        argv: driftcron::spec::job::Argv::default(),
+    };
+    let (r, pid, _) = run_direct(spec).await;
+    match &r.outcome {
+        Outcome::SpawnFailed(why) => assert!(why.contains("empty"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pid, 0, "nothing was spawned");
+
     // A relative workdir is refused when loading.
     let loaded = load_files(&[(
         "rel.toml",

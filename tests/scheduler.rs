@@ -45,7 +45,7 @@ impl Runner for SimRunner {
         Box::pin(async move {
             let argv = match &req.spec.executor {
                 driftcron::spec::job::Executor::Exec { argv } => argv.clone(),
-                _ => vec![],
+                _ => Default::default(),
             };
             if argv.get(1).is_some_and(|a| a == "panic") {
                 panic!("runner bug");

@@ -203,7 +203,7 @@ fn defaults_when_fields_are_absent() {
     assert_eq!(
         s.executor,
         Executor::Exec {
-            argv: vec!["/bin/true".into()]
+            argv: Argv::from(vec!["/bin/true".into()])
         }
     );
     assert_eq!(s.workdir, None);
@@ -287,7 +287,7 @@ fn command_and_shell_executors() {
     assert_eq!(
         s.executor,
         Executor::Exec {
-            argv: vec!["/usr/bin/backup".into(), "--full".into(), "".into()]
+            argv: Argv::from(vec!["/usr/bin/backup".into(), "--full".into(), "".into()])
         }
     );
     let s = clean_spec(
@@ -1995,7 +1995,7 @@ fn job_only_fields_in_defaults_are_errors_and_do_not_leak() {
     assert_eq!(
         a.executor,
         Executor::Exec {
-            argv: vec!["/bin/true".into()]
+            argv: Argv::from(vec!["/bin/true".into()])
         }
     );
 }

@@ -307,13 +307,20 @@ pub async fn run(req: ExecRequest) -> ExecResult {
     let spec = req.spec.clone();
     match &spec.executor {
         Executor::Exec { argv } => {
-            let mut cmd = Command::new(&argv[0]);
-            cmd.args(&argv[1..]);
+            // Validation rejects an empty `command`; a spec built in code
+            // could still hold one.
+            if argv.is_empty() {
+                return ExecResult::ended(Outcome::SpawnFailed(
+                    "the job's `command` is empty: no program to run".into(),
+                ));
+            }
+            let mut cmd = Command::new(argv.program());
+            cmd.args(argv.args());
             run_process(cmd, &req).await
         }
         Executor::Shell { script } => {
             let mut cmd = Command::new("/bin/sh");
-            cmd.arg("-c").arg(script);
+            cmd.arg("-c").arg(&**script);
             run_process(cmd, &req).await
         }
         Executor::Http(http) => run_http(http, &req).await,

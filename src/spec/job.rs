@@ -70,24 +70,57 @@ impl fmt::Display for JobId {
 
 /// A small immutable string map sorted by key (`labels`, `env`, HTTP
 /// headers). Every entry sits in one byte buffer as a length-prefixed key
-/// then a length-prefixed value. A hundred thousand jobs each hold two of
-/// these in their `JobSpec`, so the layout is picked for memory: a boxed
-/// slice is 16 bytes inline (a text buffer plus an offset array was 32), a
-/// non-empty map is one heap block (glibc puts a header on each block and
-/// rounds it up to 32 bytes, so a second block costs more than its
-/// contents), and an empty map allocates nothing. Lookups scan: a job has a
-/// handful of entries.
+/// then a length-prefixed value (LEB128 lengths: see `push_len`). A
+/// hundred thousand jobs each hold two of these in their `JobSpec`, so the
+/// layout is picked for memory: a boxed slice is 16 bytes inline (a text
+/// buffer plus an offset array was 32), a non-empty map is one heap block
+/// (glibc puts a header on each block and rounds it up to 32 bytes, so a
+/// second block costs more than its contents), and an empty map allocates
+/// nothing. Lookups scan: a job has a handful of entries.
 ///
-/// Entries are unique and sorted, and the lengths keep each key apart from
-/// its value, so two equal maps have equal buffers and the derived
-/// `PartialEq` is map equality.
+/// Entries are unique and sorted, the lengths keep each key apart from its
+/// value, and a length has only one encoding, so two equal maps have equal
+/// buffers and the derived `PartialEq` is map equality.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct StrMap(Box<[u8]>);
 
-/// Bytes in each length prefix: a `u32`, little-endian. Not `usize`: a map
-/// comes from job files capped at a megabyte, and four bytes a string add
-/// up over every label of every job.
-const LEN_BYTES: usize = size_of::<u32>();
+/// Appends a length prefix: LEB128, seven bits a byte from the lowest, the
+/// high bit set on every byte but the last. Labels, env names and values
+/// are mostly under 128 bytes, so a prefix is one byte where a fixed `u32`
+/// was four, and those bytes add up over every entry of two maps in each of
+/// a hundred thousand jobs. Never more bytes than needed, so a length has
+/// one encoding (buffer equality is map equality).
+fn push_len(buf: &mut Vec<u8>, mut len: usize) {
+    while len >= 0x80 {
+        buf.push((len & 0x7f) as u8 | 0x80);
+        len >>= 7;
+    }
+    buf.push(len as u8);
+}
+
+/// Bytes [`push_len`] writes for `len`.
+fn len_bytes(len: usize) -> usize {
+    let bits = usize::BITS - (len | 1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
+/// Most bytes a prefix can take: enough for a `u64`.
+const MAX_LEN_BYTES: usize = 10;
+
+/// Splits a length prefix off `bytes`: the length and the bytes after it.
+/// `None` if the prefix is cut short, runs past [`MAX_LEN_BYTES`] or does
+/// not fit a `usize`.
+fn take_len(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let mut len: u64 = 0;
+    for (i, &b) in bytes.iter().take(MAX_LEN_BYTES).enumerate() {
+        // `7 * i` is at most 63: no shift overflows.
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((usize::try_from(len).ok()?, bytes.get(i + 1..)?));
+        }
+    }
+    None
+}
 
 /// Splits the first length-prefixed string off `bytes`: the string and the
 /// bytes after it. `None` at the end of the buffer. The buffer was built
@@ -95,8 +128,7 @@ const LEN_BYTES: usize = size_of::<u32>();
 /// and the bytes are always UTF-8; were that ever not so, reads end early
 /// or give `""` rather than panic.
 fn take_str(bytes: &[u8]) -> Option<(&str, &[u8])> {
-    let (len, rest) = bytes.split_first_chunk::<LEN_BYTES>()?;
-    let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+    let (len, rest) = take_len(bytes)?;
     let (s, rest) = rest.split_at_checked(len)?;
     Some((std::str::from_utf8(s).unwrap_or(""), rest))
 }
@@ -110,11 +142,6 @@ fn take_entry(bytes: &[u8]) -> Option<((&str, &str), &[u8])> {
 
 impl StrMap {
     /// Builds the map from entries already sorted by unique key.
-    ///
-    /// # Panics
-    /// If a key or value is 4 GiB or more. Loaded maps come from files of
-    /// at most [`super::load::MAX_FILE_SIZE`] bytes, so input cannot get
-    /// here.
     fn from_sorted<'a, I>(entries: I) -> StrMap
     where
         I: Iterator<Item = (&'a str, &'a str)> + Clone,
@@ -122,13 +149,12 @@ impl StrMap {
         // Sized exactly, so `into_boxed_slice` does not reallocate.
         let bytes = entries
             .clone()
-            .map(|(k, v)| 2 * LEN_BYTES + k.len() + v.len())
+            .map(|(k, v)| len_bytes(k.len()) + k.len() + len_bytes(v.len()) + v.len())
             .sum();
         let mut buf = Vec::with_capacity(bytes);
         for (k, v) in entries {
             for s in [k, v] {
-                let len = u32::try_from(s.len()).expect("StrMap strings under 4 GiB");
-                buf.extend_from_slice(&len.to_le_bytes());
+                push_len(&mut buf, s.len());
                 buf.extend_from_slice(s.as_bytes());
             }
         }
@@ -288,13 +314,108 @@ impl<'a> IntoIterator for &'a StrMap {
     }
 }
 
+/// A command's program and arguments. All of them sit in one `Box<str>`,
+/// each followed by a `'\0'`: a hundred thousand jobs each hold one, and a
+/// `Vec<String>` paid a heap block for its buffer plus one per argument
+/// (glibc puts a header on each block and rounds it up to 32 bytes, so a
+/// one-word command cost two blocks for a few bytes of text). NUL can
+/// terminate because an argument cannot hold one: the OS takes arguments as
+/// C strings, and `validate` rejects NUL in `command` with a position.
+///
+/// `Debug` and `Hash` are those of the `Vec<String>` this type used to be:
+/// plan diffs print `{argv:?}`, and `plan::spec_digest` must not change.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Argv(Box<str>);
+
+impl Argv {
+    /// The program and then its arguments.
+    pub fn iter(&self) -> std::str::SplitTerminator<'_, char> {
+        self.0.split_terminator('\0')
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.bytes().filter(|&b| b == 0).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.iter().nth(i)
+    }
+
+    /// The first item; `""` when there is none (a validated job always has
+    /// a non-empty program).
+    pub fn program(&self) -> &str {
+        self.iter().next().unwrap_or("")
+    }
+
+    /// The items after the program.
+    pub fn args(&self) -> std::iter::Skip<std::str::SplitTerminator<'_, char>> {
+        self.iter().skip(1)
+    }
+}
+
+/// Prints as the `Vec<String>` it used to be: `["/bin/true", "--x"]`.
+impl fmt::Debug for Argv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The `Vec<String>` feed: the count, then each item as a `str`.
+impl Hash for Argv {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.len());
+        for a in self {
+            a.hash(state);
+        }
+    }
+}
+
+/// An item holding a NUL comes back as several items split there; loaded
+/// jobs never hold one (`validate` rejects it).
+impl<S: AsRef<str>> FromIterator<S> for Argv {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut buf = String::new();
+        for a in iter {
+            buf.push_str(a.as_ref());
+            buf.push('\0');
+        }
+        Argv(buf.into_boxed_str())
+    }
+}
+
+impl From<Vec<String>> for Argv {
+    fn from(argv: Vec<String>) -> Self {
+        // Sized exactly, so `into_boxed_str` does not reallocate.
+        let mut buf = String::with_capacity(argv.iter().map(|a| a.len() + 1).sum());
+        for a in &argv {
+            buf.push_str(a);
+            buf.push('\0');
+        }
+        Argv(buf.into_boxed_str())
+    }
+}
+
+impl<'a> IntoIterator for &'a Argv {
+    type Item = &'a str;
+    type IntoIter = std::str::SplitTerminator<'a, char>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
 /// What a run executes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Executor {
     /// A program and its arguments, executed directly (no shell).
-    Exec { argv: Vec<String> },
-    /// A script run by `/bin/sh -c`.
-    Shell { script: String },
+    Exec { argv: Argv },
+    /// A script run by `/bin/sh -c`. `Box<str>`: no capacity word in every
+    /// job's executor.
+    Shell { script: Box<str> },
     /// An HTTP request. Boxed: most jobs run commands, and an inline
     /// `HttpSpec` would triple the size of every job's executor.
     Http(Box<HttpSpec>),
@@ -608,9 +729,179 @@ mod tests {
         assert_eq!(format!("{m:#?}"), format!("{old:#?}"));
     }
 
+    #[test]
+    fn str_map_prefixes_are_as_short_as_the_length() {
+        // One byte for a length under 128, two under 16,384, then three.
+        assert_eq!(&*map(&[("a", "bc")]).0, b"\x01a\x02bc");
+        assert_eq!(&*map(&[("", "")]).0, b"\x00\x00");
+        for (len, prefix) in [
+            (0, &[0x00][..]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (300, &[0xac, 0x02]),
+            (16_383, &[0xff, 0x7f]),
+            (16_384, &[0x80, 0x80, 0x01]),
+            (2_097_152, &[0x80, 0x80, 0x80, 0x01]),
+        ] {
+            let mut buf = Vec::new();
+            push_len(&mut buf, len);
+            assert_eq!(buf, prefix, "{len}");
+            assert_eq!(len_bytes(len), prefix.len(), "{len}");
+            assert_eq!(take_len(&buf), Some((len, &[][..])), "{len}");
+        }
+        for len in [u32::MAX as usize, usize::MAX] {
+            let mut buf = Vec::new();
+            push_len(&mut buf, len);
+            assert_eq!(len_bytes(len), buf.len());
+            assert!(buf.len() <= MAX_LEN_BYTES);
+            assert_eq!(take_len(&buf), Some((len, &[][..])));
+        }
+    }
+
+    #[test]
+    fn str_map_long_keys_and_values() {
+        let k128 = "k".repeat(128);
+        let v16k = "v".repeat(16_384);
+        let k16k = "K".repeat(16_383);
+        let v2m = "w".repeat(2_097_152);
+        let m = map(&[(&k128, &v16k), (&k16k, "x"), ("short", &v2m), ("z", "")]);
+        let sorted = [(&*k16k, "x"), (&*k128, &*v16k), ("short", &*v2m), ("z", "")];
+        assert_eq!(m.len(), 4);
+        assert!(m.iter().eq(sorted));
+        assert!(m.iter().rev().eq(sorted.into_iter().rev()));
+        assert_eq!(m.get(&k128), Some(&*v16k));
+        assert_eq!(m.get(&k16k), Some("x"));
+        assert_eq!(m.get("short"), Some(&*v2m));
+        assert_eq!(m.get("z"), Some(""));
+        assert_eq!(m.get(&k128[..127]), None);
+        // Prefixes: 2 + 3, 2 + 1, 1 + 4, 1 + 1.
+        let text: usize = sorted.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert_eq!(m.0.len(), text + 5 + 3 + 5 + 2);
+        let owned: BTreeMap<String, String> = sorted
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(StrMap::from(owned), m);
+    }
+
+    /// A damaged buffer reads short; nothing panics.
+    #[test]
+    fn str_map_truncated_or_garbled_buffer_reads_short() {
+        let long = "l".repeat(200);
+        let m = map(&[("a", "1"), (&long, "x"), ("é", &long)]);
+        let check = |bytes: &[u8]| {
+            let t = StrMap(bytes.into());
+            let n = t.len();
+            assert!(n <= 3);
+            assert_eq!(t.iter().count(), n);
+            assert_eq!(t.iter().rev().count(), n);
+            let _ = (t.get("a"), t.get(&long), format!("{t:?}"));
+            let mut h = std::hash::DefaultHasher::new();
+            t.hash(&mut h);
+            n
+        };
+        assert_eq!(check(&m.0), 3);
+        for cut in 0..m.0.len() {
+            assert!(check(&m.0[..cut]) < 3, "cut at {cut}");
+        }
+        for garbage in [
+            &[0x80][..],
+            &[0xff; 11],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+            &[0x05, b'a'],
+            &[0x01, 0xff, 0x00],
+        ] {
+            check(garbage);
+        }
+    }
+
     mod old_layout {
         #[derive(Debug)]
         pub struct StrMap(#[allow(dead_code)] pub Box<[(Box<str>, Box<str>)]>);
+    }
+
+    fn argv(items: &[&str]) -> Argv {
+        Argv::from(items.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn argv_items() {
+        for items in [
+            &[][..],
+            &[""],
+            &["/bin/true"],
+            &["/usr/bin/backup", "--full", ""],
+            &["", "", "x", ""],
+            &["snow \u{2603}", "tab\there", "\"q\""],
+        ] {
+            let a = argv(items);
+            assert!(a.iter().eq(items.iter().copied()), "{a:?}");
+            assert!(a.iter().rev().eq(items.iter().rev().copied()), "{a:?}");
+            assert_eq!(a.len(), items.len());
+            assert_eq!(a.is_empty(), items.is_empty());
+            for i in 0..=items.len() {
+                assert_eq!(a.get(i), items.get(i).copied());
+            }
+            assert_eq!(a.program(), items.first().copied().unwrap_or(""));
+            assert!(a.args().eq(items.iter().skip(1).copied()));
+            assert_eq!(a, items.iter().collect::<Argv>());
+            assert_eq!(a, items.iter().map(|s| s.to_string()).collect::<Argv>());
+        }
+        // `[]` and `[""]` differ, as do the same bytes split differently.
+        assert_ne!(argv(&[]), argv(&[""]));
+        assert_ne!(argv(&["ab", "c"]), argv(&["a", "bc"]));
+        assert_eq!(Argv::default(), argv(&[]));
+    }
+
+    /// A `command` holds one heap block, whatever its length, and every
+    /// job's executor is 24 bytes (a `Vec` and a `String` made it 32).
+    #[test]
+    fn argv_is_one_boxed_str() {
+        assert_eq!(size_of::<Argv>(), 16);
+        assert_eq!(size_of::<Executor>(), 24);
+        assert_eq!(&*argv(&["noop"]).0, "noop\0");
+        assert_eq!(&*argv(&["a", "", "b"]).0, "a\0\0b\0");
+        assert_eq!(&*argv(&[]).0, "");
+    }
+
+    /// A NUL cannot reach here from a job file (`validate` rejects it); in
+    /// code it splits the item rather than panicking.
+    #[test]
+    fn argv_nul_splits_an_item() {
+        assert_eq!(argv(&["a\0b"]), argv(&["a", "b"]));
+    }
+
+    /// Plan diffs print `{argv:?}` and `spec_digest` hashes it: both must
+    /// match the `Vec<String>` `argv` used to be.
+    #[test]
+    fn argv_hash_and_debug_match_the_old_layout() {
+        use std::hash::DefaultHasher;
+        fn digest<H: Hasher + Default>(v: &impl Hash) -> u64 {
+            let mut h = H::default();
+            v.hash(&mut h);
+            h.finish()
+        }
+        for items in [
+            &[][..],
+            &[""],
+            &["/bin/true", "--x"],
+            &["/usr/bin/backup", "--full", ""],
+            &["snow \u{2603}", "tab\there", "\"q\"", "nl\n"],
+        ] {
+            let old: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+            let new = Argv::from(old.clone());
+            assert_eq!(digest::<DefaultHasher>(&new), digest::<DefaultHasher>(&old));
+            assert_eq!(
+                digest::<crate::fxhash::FxHasher>(&new),
+                digest::<crate::fxhash::FxHasher>(&old)
+            );
+            assert_eq!(format!("{new:?}"), format!("{old:?}"));
+            assert_eq!(format!("{new:#?}"), format!("{old:#?}"));
+        }
+        assert_eq!(
+            format!("{:?}", argv(&["/bin/true", "--x"])),
+            r#"["/bin/true", "--x"]"#
+        );
     }
 
     #[test]

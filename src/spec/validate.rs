@@ -506,7 +506,7 @@ pub fn build(
                     None
                 } else {
                     Some(Executor::Exec {
-                        argv: c.value.iter().map(|a| a.value.clone()).collect(),
+                        argv: c.value.iter().map(|a| a.value.as_str()).collect(),
                     })
                 }
             } else if let Some(s) = &raw.shell {
@@ -518,7 +518,7 @@ pub fn build(
                     None
                 } else {
                     Some(Executor::Shell {
-                        script: s.value.clone(),
+                        script: s.value.as_str().into(),
                     })
                 }
             } else {
