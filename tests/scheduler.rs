@@ -794,3 +794,70 @@ async fn suspending_drops_the_jobs_queued_runs() {
     );
     assert!(s.counters.dropped_on_change >= 1);
 }
+
+/// A clock that panics once told to: the way to make the scheduler task
+/// itself fail without a test hook in the scheduler.
+struct FailingClock {
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Clock for FailingClock {
+    fn now(&self) -> DateTime<Utc> {
+        assert!(
+            !self.fail.load(std::sync::atomic::Ordering::SeqCst),
+            "clock failed (test)"
+        );
+        at(T0)
+    }
+}
+
+/// Sets its flag when dropped: the run's future is gone.
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A run that never ends on its own.
+struct NeverEnds(Arc<std::sync::atomic::AtomicBool>);
+
+impl Runner for NeverEnds {
+    fn run(&self, _req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+        let flag = DropFlag(Arc::clone(&self.0));
+        Box::pin(async move {
+            let _flag = flag;
+            std::future::pending().await
+        })
+    }
+}
+
+/// Found by review: with runs as detached tasks, a scheduler task that
+/// died (a panic unwinding through it) left its runs going, unowned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_end_with_a_scheduler_task_that_panics() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = Scheduler::start_with_runner(
+        config(),
+        Arc::new(FailingClock {
+            fail: Arc::clone(&fail),
+        }),
+        Arc::new(NeverEnds(Arc::clone(&dropped))),
+    );
+    let j = jobs(&[("a.toml", "schedule = \"0 0 1 1 *\"\ncommand = [\"x\"]")]);
+    s.apply(create_all(&j), "r1").await.unwrap();
+    s.trigger(&JobId::parse("a").unwrap()).await.unwrap();
+    assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The audit reads the clock: the scheduler task panics.
+    assert!(s.audit().await.is_err());
+    for _ in 0..100 {
+        if dropped.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the run outlived its scheduler task");
+}

@@ -285,9 +285,14 @@ impl Running {
         self.first == exec || self.rest().contains(&exec)
     }
 
-    /// Removes `exec`, keeping start order.
+    /// Removes `exec`, keeping start order. Allocates nothing.
     fn remove(&mut self, exec: u64) {
-        let rest = self.rest.get_or_insert_default();
+        let Some(rest) = self.rest.as_mut() else {
+            if self.first == exec {
+                self.first = 0;
+            }
+            return;
+        };
         if self.first == exec {
             self.first = if rest.is_empty() { 0 } else { rest.remove(0) };
         } else {
@@ -583,6 +588,23 @@ impl<A: PartialEq + Copy, V: Copy> Memo<A, V> {
                 self.0 = Some((arg, v));
                 v
             }
+        }
+    }
+}
+
+/// The core owns its runs' tasks: if it goes away without a shutdown (a
+/// panic unwinding through it, its runtime dropped), the runs go with it,
+/// as a `JoinSet` would have taken them. An aborted run's task drops its
+/// child, which kills the run's process group.
+impl Drop for Core {
+    fn drop(&mut self) {
+        for rec in self.execs.values_mut() {
+            if let Some(task) = rec.task.take() {
+                task.abort();
+            }
+        }
+        if let Some(stray) = self.stray.take() {
+            stray.cancel();
         }
     }
 }
