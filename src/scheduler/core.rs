@@ -574,9 +574,9 @@ pub struct Core {
 /// The last answer of a pure function, by argument. Jobs that share a
 /// schedule come due together (every job on `0 * * * *` at the top of the
 /// hour) and are fired one after another, so consecutive fires ask the same
-/// questions: the slot after this one, and this slot's run-id stamp.
-/// Evaluating a cron expression or a calendar date costs more than the
-/// rest of a fire; comparing the arguments costs a few instructions.
+/// question: the slot after this one. Evaluating a cron expression costs
+/// more than the rest of a fire; comparing the arguments costs a few
+/// instructions.
 struct Memo<A, V>(Option<(A, V)>);
 
 impl<A: PartialEq + Copy, V: Copy> Memo<A, V> {
@@ -1799,7 +1799,8 @@ const STAMP_LEN: usize = 21;
 
 /// `@` and the slot in RFC 3339 UTC, for a slot on a whole second of years
 /// 0–9999 (the common case), written digit by digit: chrono's formatter,
-/// and even `write!`, cost more than the rest of a fire.
+/// and even `write!`, cost more than the rest of a fire (run ids are built
+/// for every process run's environment and every snapshot's outcomes).
 fn whole_second_stamp(slot: DateTime<Utc>) -> Option<[u8; STAMP_LEN]> {
     use chrono::{Datelike, Timelike};
     if slot.nanosecond() != 0 || !(0..=9999).contains(&slot.year()) {
