@@ -147,7 +147,7 @@ pub fn render(
             status,
             if j.overridden { " (overridden)" } else { "" },
             j.active.len(),
-            esc(j.recent.last().map_or("", |r| r.outcome.as_str()))
+            esc(j.recent.last().map_or("", |r| &*r.outcome))
         );
     }
     h.push_str("</table>");

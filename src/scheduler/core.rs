@@ -450,10 +450,9 @@ impl Finished {
         OutcomeRecord {
             run_id: run_id(id, slot),
             attempt: self.field(OUTCOME_BITS, ATTEMPT_BITS) as u32,
-            outcome: OUTCOME_NAMES
-                .get(outcome)
-                .unwrap_or(&"succeeded")
-                .to_string(),
+            outcome: std::borrow::Cow::Borrowed(
+                OUTCOME_NAMES.get(outcome).copied().unwrap_or("succeeded"),
+            ),
             exit_code: (exit != NO_EXIT_CODE).then_some(exit as i32),
             started,
             finished: started + TimeDelta::milliseconds(i64::from(self.duration_ms)),
@@ -1848,7 +1847,7 @@ mod tests {
         let r = f.record(&id);
         assert_eq!(r.run_id, "team/job@2026-01-01T00:00:00Z");
         assert_eq!(
-            (r.attempt, r.outcome.as_str(), r.exit_code),
+            (r.attempt, &*r.outcome, r.exit_code),
             (3, "failed", Some(7))
         );
         assert_eq!((r.started, r.finished), (started, finished));
@@ -1871,7 +1870,7 @@ mod tests {
             assert_eq!((r.exit_code, r.attempt, r.started), (shown, 127, early));
         }
         let r = Finished::new(slot, 2, &Outcome::SpawnFailed("x".into()), slot, slot).record(&id);
-        assert_eq!((r.outcome.as_str(), r.attempt), ("spawn_failed", 2));
+        assert_eq!((&*r.outcome, r.attempt), ("spawn_failed", 2));
     }
 
     #[test]

@@ -116,7 +116,11 @@ pub struct ExecutionState {
 pub struct OutcomeRecord {
     pub run_id: String,
     pub attempt: u32,
-    pub outcome: String,
+    /// `succeeded`, `failed`, `timed_out`, `cancelled` or `spawn_failed`.
+    /// Borrowed from a static name when the scheduler builds it: a full
+    /// snapshot holds eight of these per job, and an owned copy of each
+    /// name was one more allocation per outcome per snapshot.
+    pub outcome: std::borrow::Cow<'static, str>,
     pub exit_code: Option<i32>,
     pub started: DateTime<Utc>,
     pub finished: DateTime<Utc>,
