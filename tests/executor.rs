@@ -172,7 +172,6 @@ async fn wait_state(
 async fn run_direct(spec: JobSpec) -> (ExecResult, u32, Duration) {
     let shared = ExecShared::new(spec.kill_grace);
     let req = ExecRequest {
-        job: spec.id.clone(),
         scheduled_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         attempt: 1,
         revision: "rev1".into(),

@@ -100,7 +100,6 @@ fn request(toml: &str) -> (ExecRequest, Arc<ExecShared>) {
     let spec = loaded.desired.jobs.into_values().next().unwrap();
     let shared = ExecShared::new(Duration::from_millis(1000));
     let req = ExecRequest {
-        job: spec.id.clone(),
         scheduled_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         attempt: 1,
         revision: "r".into(),

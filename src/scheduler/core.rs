@@ -1232,7 +1232,6 @@ impl Core {
         let job_generation = job.generation;
         let shared = ExecShared::new(spec.kill_grace);
         let req = ExecRequest {
-            job: job.id().clone(),
             scheduled_at: p.slot,
             attempt: p.attempt,
             revision: self.revision.clone().unwrap_or_else(|| Arc::from("")),

@@ -37,7 +37,6 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Everything one execution needs. No handle into the scheduler's state:
 /// a job is plain data.
 pub struct ExecRequest {
-    pub job: JobId,
     pub scheduled_at: DateTime<Utc>,
     pub attempt: u32,
     pub revision: Arc<str>,
@@ -48,11 +47,17 @@ pub struct ExecRequest {
 }
 
 impl ExecRequest {
+    /// The job: its spec's id (one reference count fewer per run than a
+    /// field of its own).
+    pub fn job(&self) -> &JobId {
+        &self.spec.id
+    }
+
     /// `<job>@<scheduled time, UTC RFC 3339>`. Built on demand by the
     /// runner that shows it (an environment variable, a header), so
     /// scheduling a run allocates no string.
     pub fn run_id(&self) -> String {
-        super::core::run_id(&self.job, self.scheduled_at)
+        super::core::run_id(self.job(), self.scheduled_at)
     }
 }
 
@@ -232,7 +237,7 @@ fn job_env(req: &ExecRequest) -> Vec<(String, String)> {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string())),
     );
-    env.push(("DRIFTCRON_JOB".into(), req.job.to_string()));
+    env.push(("DRIFTCRON_JOB".into(), req.job().to_string()));
     env.push(("DRIFTCRON_RUN_ID".into(), req.run_id()));
     env.push((
         "DRIFTCRON_SCHEDULED_AT".into(),
@@ -371,7 +376,7 @@ async fn run_http(http: &HttpSpec, req: &ExecRequest) -> ExecResult {
     };
     let mut rb = client
         .request(method, &http.url)
-        .header("X-Driftcron-Job", req.job.as_str())
+        .header("X-Driftcron-Job", req.job().as_str())
         .header("X-Driftcron-Run-Id", req.run_id())
         .header("X-Driftcron-Attempt", req.attempt.to_string());
     for (k, v) in &http.headers {
