@@ -597,14 +597,7 @@ impl<A: PartialEq + Copy, V: Copy> Memo<A, V> {
 /// child, which kills the run's process group.
 impl Drop for Core {
     fn drop(&mut self) {
-        for rec in self.execs.values_mut() {
-            if let Some(task) = rec.task.take() {
-                task.abort();
-            }
-        }
-        if let Some(stray) = self.stray.take() {
-            stray.cancel();
-        }
+        self.abort_all();
     }
 }
 
@@ -1719,17 +1712,13 @@ impl Core {
             signal_group(rec.shared.pid.load(Ordering::SeqCst), libc::SIGKILL);
             report.abandoned.push(rec.run_id());
         }
-        let mut aborted = 0;
-        for rec in self.execs.values_mut() {
-            if let Some(task) = rec.task.take() {
-                task.abort();
-                // Reaped: an aborted task's future (and its child handle,
-                // which kills on drop) is gone once this returns.
-                let _ = task.await;
-                aborted += 1;
-            }
+        let aborted = self.abort_all();
+        self.tasks.forget(aborted.len());
+        for task in aborted {
+            // Reaped: an aborted task's future (and its child handle,
+            // which kills on drop) is gone once this returns.
+            let _ = task.await;
         }
-        self.tasks.forget(aborted);
         self.execs.clear();
         self.running = 0;
         for pgid in self.groups.keys() {
@@ -1737,6 +1726,23 @@ impl Core {
         }
         tracing::info!(?report, "scheduler stopped");
         report
+    }
+
+    /// Aborts every run's task and stops the injected stray: the last
+    /// step of a shutdown, and what dropping the core does. Returns the
+    /// aborted tasks' handles, to await.
+    fn abort_all(&mut self) -> Vec<JoinHandle<()>> {
+        if let Some(stray) = self.stray.take() {
+            stray.cancel();
+        }
+        let mut aborted = Vec::new();
+        for rec in self.execs.values_mut() {
+            if let Some(task) = rec.task.take() {
+                task.abort();
+                aborted.push(task);
+            }
+        }
+        aborted
     }
 
     fn run_id_of(&self, exec: u64) -> String {
