@@ -43,8 +43,8 @@ impl<T: Send + 'static> Tasks<T> {
             Ok(permit) => tokio::spawn(async move {
                 permit.send(fut.await);
             }),
-            Err(_) => {
-                let tx = self.tx.clone();
+            Err(full) => {
+                let tx = full.into_inner();
                 tokio::spawn(async move {
                     // Fails only once the scheduler is gone, and then
                     // nobody is left to tell.
