@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::clock::Clock;
@@ -72,6 +71,34 @@ type ExecOutput = Result<ExecResult, Box<dyn Any + Send>>;
 type RunFuture = futures_util::future::CatchUnwind<
     AssertUnwindSafe<Pin<Box<dyn Future<Output = ExecResult> + Send>>>,
 >;
+
+/// A run as its lane drives it: what it returns, tagged with its
+/// execution's id.
+struct ExecTask {
+    exec: u64,
+    fut: RunFuture,
+}
+
+impl ExecTask {
+    fn new(exec: u64, fut: Pin<Box<dyn Future<Output = ExecResult> + Send>>) -> Self {
+        ExecTask {
+            exec,
+            fut: AssertUnwindSafe(fut).catch_unwind(),
+        }
+    }
+}
+
+impl Future for ExecTask {
+    type Output = (u64, ExecOutput);
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let exec = self.exec;
+        self.fut.poll_unpin(cx).map(|out| (exec, out))
+    }
+}
 
 /// Run-time commands. Senders wait for room in the channel (it is
 /// bounded); nothing is dropped.
@@ -520,9 +547,6 @@ struct ExecRecord {
     manual: bool,
     /// Cancellation, pid and grace, shared with the run.
     shared: Arc<ExecShared>,
-    /// The run's task, once spawned (at the end of the fire batch): what
-    /// shutdown aborts when a run ignores its cancellation.
-    task: Option<JoinHandle<()>>,
     cancelling_since: Option<DateTime<Utc>>,
     orphaned: Option<(DateTime<Utc>, LeakReason)>,
 }
@@ -545,7 +569,7 @@ pub struct Core {
     jobs: Registry,
     timers: TimerIndex,
     execs: FxHashMap<u64, Box<ExecRecord>>,
-    tasks: Tasks<(u64, ExecOutput)>,
+    tasks: Tasks<ExecTask>,
     /// The task `Fault::UntrackedTask` injects, and how to stop it.
     stray: Option<Arc<ExecShared>>,
     /// Process groups started and not yet seen dead.
@@ -560,12 +584,9 @@ pub struct Core {
     /// Violations seen between audits (reported by the next one).
     noticed: Vec<String>,
     rng: u64,
-    /// Set while `fire_due` runs: executions started are spawned when its
-    /// batch ends (see there).
+    /// Set while `fire_due` runs: executions started are handed to their
+    /// lanes when its batch ends (see there).
     defer_spawns: bool,
-    /// Executions recorded and waiting for `fire_due` to spawn them (at
-    /// most `FIRE_BATCH` x the runs one fire may start).
-    deferred: Vec<(u64, RunFuture)>,
     /// The last slot computation (see [`Memo`]).
     next_memo: Memo<(Schedule, DateTime<Utc>), Option<DateTime<Utc>>>,
 }
@@ -588,16 +609,6 @@ impl<A: PartialEq + Copy, V: Copy> Memo<A, V> {
                 v
             }
         }
-    }
-}
-
-/// The core owns its runs' tasks: if it goes away without a shutdown (a
-/// panic unwinding through it, its runtime dropped), the runs go with it,
-/// as a `JoinSet` would have taken them. An aborted run's task drops its
-/// child, which kills the run's process group.
-impl Drop for Core {
-    fn drop(&mut self) {
-        self.abort_all();
     }
 }
 
@@ -631,7 +642,6 @@ impl Core {
             noticed: Vec::new(),
             rng: seed,
             defer_spawns: false,
-            deferred: Vec::new(),
             next_memo: Memo(None),
         }
     }
@@ -948,15 +958,7 @@ impl Core {
             }
         }
         self.defer_spawns = false;
-        let mut deferred = std::mem::take(&mut self.deferred);
-        for (exec_id, fut) in deferred.drain(..) {
-            let task = self.tasks.spawn(async move { (exec_id, fut.await) });
-            if let Some(rec) = self.execs.get_mut(&exec_id) {
-                rec.task = Some(task);
-            }
-        }
-        // Keep the (empty) vector's room for the next batch.
-        self.deferred = deferred;
+        self.tasks.flush();
     }
 
     /// A job's timer fired: decide which due slots run (misfire policy),
@@ -1232,13 +1234,11 @@ impl Core {
             shared: shared.clone(),
         };
         // A panicking runner ends its execution, not the scheduler.
-        let fut: RunFuture = AssertUnwindSafe(self.runner.run(req)).catch_unwind();
-        let task = if self.defer_spawns {
-            self.deferred.push((exec_id, fut));
-            None
-        } else {
-            Some(self.tasks.spawn(async move { (exec_id, fut.await) }))
-        };
+        self.tasks
+            .push(ExecTask::new(exec_id, self.runner.run(req)));
+        if !self.defer_spawns {
+            self.tasks.flush();
+        }
         job.running.push(exec_id);
         self.running += 1;
         self.counters.started += 1;
@@ -1264,7 +1264,6 @@ impl Core {
                 started: now,
                 manual: p.manual,
                 shared,
-                task,
                 cancelling_since: None,
                 orphaned: None,
             }),
@@ -1453,6 +1452,12 @@ impl Core {
                 self.tasks.len()
             ));
         }
+        let dead = self.tasks.dead_lanes();
+        if dead > 0 {
+            v.push(format!(
+                "{dead} execution lane(s) ended on their own, with their runs"
+            ));
+        }
         let live: HashSet<u32> = self
             .execs
             .values()
@@ -1493,10 +1498,14 @@ impl Core {
             Fault::UntrackedTask => {
                 let stop = ExecShared::new(Duration::ZERO);
                 let stopped = Arc::clone(&stop);
-                self.tasks.spawn(async move {
-                    stopped.cancelled().await;
-                    (0, Ok(ExecResult::ended(Outcome::Cancelled)))
-                });
+                self.tasks.push(ExecTask::new(
+                    0,
+                    Box::pin(async move {
+                        stopped.cancelled().await;
+                        ExecResult::ended(Outcome::Cancelled)
+                    }),
+                ));
+                self.tasks.flush();
                 if let Some(old) = self.stray.replace(stop) {
                     old.cancel();
                 }
@@ -1712,12 +1721,10 @@ impl Core {
             signal_group(rec.shared.pid.load(Ordering::SeqCst), libc::SIGKILL);
             report.abandoned.push(rec.run_id());
         }
-        let aborted = self.abort_all();
-        self.tasks.forget(aborted.len());
-        for task in aborted {
-            // Reaped: an aborted task's future (and its child handle,
-            // which kills on drop) is gone once this returns.
-            let _ = task.await;
+        for lane in self.abort_all() {
+            // Reaped: an aborted lane's runs (and their child handles,
+            // which kill on drop) are gone once this returns.
+            let _ = lane.await;
         }
         self.execs.clear();
         self.running = 0;
@@ -1728,21 +1735,14 @@ impl Core {
         report
     }
 
-    /// Aborts every run's task and stops the injected stray: the last
-    /// step of a shutdown, and what dropping the core does. Returns the
-    /// aborted tasks' handles, to await.
-    fn abort_all(&mut self) -> Vec<JoinHandle<()>> {
+    /// Stops the injected stray and aborts every lane with the runs it
+    /// holds: the last step of a shutdown. (Dropping the core does the
+    /// same through its `Tasks`.) Returns the lanes' handles, to await.
+    fn abort_all(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
         if let Some(stray) = self.stray.take() {
             stray.cancel();
         }
-        let mut aborted = Vec::new();
-        for rec in self.execs.values_mut() {
-            if let Some(task) = rec.task.take() {
-                task.abort();
-                aborted.push(task);
-            }
-        }
-        aborted
+        self.tasks.abort()
     }
 
     fn run_id_of(&self, exec: u64) -> String {
