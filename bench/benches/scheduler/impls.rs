@@ -32,15 +32,20 @@ pub enum Impl {
     /// The bare heap, but each fire runs as a tokio task of its own: what
     /// one task per execution costs by itself, whoever schedules it.
     HeapSpawn,
+    /// The bare heap, but each fire runs as a future handed to one of a
+    /// few lane tasks, a batch at a time: the cheapest hand-off known here,
+    /// and the one driftcron's scheduler uses.
+    HeapLanes,
     Driftcron,
     TokioCron,
     Apalis,
 }
 
 impl Impl {
-    pub const ALL: [Impl; 5] = [
+    pub const ALL: [Impl; 6] = [
         Impl::Heap,
         Impl::HeapSpawn,
+        Impl::HeapLanes,
         Impl::Driftcron,
         Impl::TokioCron,
         Impl::Apalis,
@@ -50,6 +55,7 @@ impl Impl {
         match self {
             Impl::Heap => "bare-heap",
             Impl::HeapSpawn => "heap-spawn",
+            Impl::HeapLanes => "heap-lanes",
             Impl::Driftcron => "driftcron",
             Impl::TokioCron => "tokio-cron-scheduler",
             Impl::Apalis => "apalis-cron",
@@ -60,6 +66,7 @@ impl Impl {
         match s {
             "heap" | "bare-heap" => Some(Impl::Heap),
             "heap-spawn" => Some(Impl::HeapSpawn),
+            "heap-lanes" => Some(Impl::HeapLanes),
             "driftcron" => Some(Impl::Driftcron),
             "tokio-cron-scheduler" | "tcs" | "tokio-cron" => Some(Impl::TokioCron),
             "apalis-cron" | "apalis" => Some(Impl::Apalis),
@@ -80,8 +87,9 @@ pub type Keep = Box<dyn Any + Send>;
 /// Sets up `n` every-second jobs and returns once all are scheduled.
 pub async fn setup(imp: Impl, n: usize) -> Result<Keep, String> {
     Ok(match imp {
-        Impl::Heap => Box::new(heap(n, false)),
-        Impl::HeapSpawn => Box::new(heap(n, true)),
+        Impl::Heap => Box::new(heap(n, Handoff::Inline)),
+        Impl::HeapSpawn => Box::new(heap(n, Handoff::Spawn)),
+        Impl::HeapLanes => Box::new(heap(n, Handoff::lanes(LANES))),
         Impl::Driftcron => Box::new(driftcron(n, EVERY_SECOND).await?),
         Impl::TokioCron => Box::new(tokio_cron(n).await?),
         Impl::Apalis => Box::new(apalis(n).await?),
@@ -254,12 +262,108 @@ async fn apalis(n: usize) -> Result<tokio::task::JoinHandle<()>, String> {
 
 // --- bare heap ---------------------------------------------------------
 
+/// Lanes for `heap-lanes`: one per worker of the benchmark's runtime, as
+/// driftcron starts.
+const LANES: usize = 2;
+
+/// Fires popped before the heap hands them over (driftcron's batch).
+const HANDOFF_BATCH: usize = 256;
+
+type Fire = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// How the heap hands over a fire.
+enum Handoff {
+    /// Records it inline: no execution at all.
+    Inline,
+    /// One `tokio::spawn` per fire.
+    Spawn,
+    /// A boxed future per fire, given to the lanes a batch at a time.
+    Lanes {
+        lanes: Vec<Arc<Inbox>>,
+        batch: Vec<Fire>,
+        turn: usize,
+    },
+}
+
+/// A lane's inbox: fires handed over and not yet taken, and its wake-up.
+#[derive(Default)]
+struct Inbox {
+    fires: std::sync::Mutex<Vec<Fire>>,
+    ready: tokio::sync::Notify,
+}
+
+impl Handoff {
+    fn lanes(n: usize) -> Handoff {
+        Handoff::Lanes {
+            lanes: (0..n).map(|_| Arc::new(Inbox::default())).collect(),
+            batch: Vec::new(),
+            turn: 0,
+        }
+    }
+
+    /// Starts the lanes' tasks (none for the other modes).
+    fn start(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let Handoff::Lanes { lanes, .. } = self else {
+            return Vec::new();
+        };
+        lanes
+            .iter()
+            .map(|inbox| {
+                let inbox = Arc::clone(inbox);
+                tokio::spawn(async move {
+                    use futures_util::StreamExt;
+                    let mut fires = futures_util::stream::FuturesUnordered::new();
+                    let mut taken = Vec::new();
+                    loop {
+                        tokio::select! {
+                            () = inbox.ready.notified() => {
+                                std::mem::swap(&mut *inbox.fires.lock().expect("lock"), &mut taken);
+                                fires.extend(taken.drain(..));
+                            }
+                            Some(()) = fires.next(), if !fires.is_empty() => {}
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn fire(&mut self, at: i64, now: i64) {
+        match self {
+            Handoff::Inline => measure::record_slot(at, now),
+            Handoff::Spawn => {
+                tokio::spawn(async move { measure::record_slot(at, now_us()) });
+            }
+            Handoff::Lanes { batch, .. } => {
+                batch.push(Box::pin(async move { measure::record_slot(at, now_us()) }));
+            }
+        }
+    }
+
+    /// Hands the batch over, split evenly over the lanes.
+    fn flush(&mut self) {
+        let Handoff::Lanes { lanes, batch, turn } = self else {
+            return;
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let per = batch.len().div_ceil(lanes.len());
+        while !batch.is_empty() {
+            let part = batch.split_off(batch.len().saturating_sub(per));
+            let inbox = &lanes[*turn % lanes.len()];
+            *turn += 1;
+            inbox.fires.lock().expect("lock").extend(part);
+            inbox.ready.notify_one();
+        }
+    }
+}
+
 /// The baseline: one task, one min-heap of `(next fire, job)`, one shared
 /// parsed schedule. It sleeps until the earliest entry, pops everything
-/// due, records it and pushes each job's next fire. With `spawn`, each
-/// fire is recorded by a tokio task of its own instead (spawned and left
-/// to run, as the peers' callbacks are).
-fn heap(n: usize, spawn: bool) -> tokio::task::JoinHandle<()> {
+/// due, hands each fire over as `handoff` says and pushes each job's next
+/// fire.
+fn heap(n: usize, mut handoff: Handoff) -> Vec<tokio::task::JoinHandle<()>> {
     let schedule = cron::Schedule::from_str(EVERY_SECOND).expect("valid cron");
     let next_after = move |t_us: i64| -> i64 {
         let t = DateTime::<Utc>::from_timestamp_micros(t_us).expect("in range");
@@ -272,7 +376,8 @@ fn heap(n: usize, spawn: bool) -> tokio::task::JoinHandle<()> {
     let first = next_after(now_us());
     let mut heap: BinaryHeap<Reverse<(i64, u32)>> =
         (0..n as u32).map(|j| Reverse((first, j))).collect();
-    tokio::spawn(async move {
+    let mut tasks = handoff.start();
+    tasks.push(tokio::spawn(async move {
         // Every job shares the schedule, so one lookup serves a whole slot.
         let mut memo = (i64::MIN, i64::MIN);
         loop {
@@ -284,22 +389,25 @@ fn heap(n: usize, spawn: bool) -> tokio::task::JoinHandle<()> {
                 tokio::time::sleep(Duration::from_micros(wait as u64)).await;
                 continue;
             }
+            let mut popped = 0;
             while let Some(&Reverse((at, job))) = heap.peek() {
                 let now = now_us();
                 if at > now {
                     break;
                 }
                 heap.pop();
-                if spawn {
-                    tokio::spawn(async move { measure::record_slot(at, now_us()) });
-                } else {
-                    measure::record_slot(at, now);
-                }
+                handoff.fire(at, now);
                 if memo.0 != at {
                     memo = (at, next_after(at));
                 }
                 heap.push(Reverse((memo.1, job)));
+                popped += 1;
+                if popped % HANDOFF_BATCH == 0 {
+                    handoff.flush();
+                }
             }
+            handoff.flush();
         }
-    })
+    }));
+    tasks
 }

@@ -26,7 +26,7 @@ usage: cargo bench --manifest-path bench/Cargo.toml --bench scheduler -- [OPTION
 
   --window SECS         measured window per run (default 10)
   --jobs LIST           job counts, comma-separated (default 1000,10000,100000)
-  --impl LIST           driftcron,tokio-cron-scheduler,apalis-cron,heap,heap-spawn
+  --impl LIST           driftcron,tokio-cron-scheduler,apalis-cron,heap,heap-spawn,heap-lanes
                         (default: all)
   --grace SECS          time after the window for late fires to land (default 2)
   --setup-timeout SECS  a run whose setup takes longer is killed (default 120)
@@ -561,6 +561,7 @@ fn parent_bench(o: &Opts) {
         compare(&rows, Impl::Apalis, 100_000),
         compare(&rows, Impl::TokioCron, 10_000),
         compare(&rows, Impl::HeapSpawn, 100_000),
+        compare(&rows, Impl::HeapLanes, 100_000),
     ];
     for line in cmp.into_iter().flatten() {
         if o.json {
