@@ -628,8 +628,7 @@ impl Core {
             jobs: Registry::default(),
             timers: TimerIndex::default(),
             execs: FxHashMap::default(),
-            // Room for every run at once, and the injected stray.
-            tasks: Tasks::new(config.max_running as usize + 1),
+            tasks: Tasks::new(),
             stray: None,
             groups: FxHashMap::default(),
             global_queue: VecDeque::new(),

@@ -1,6 +1,5 @@
 //! The executions' tasks: a few long-lived lanes, one per tokio worker,
-//! each driving the runs handed to it, with every end reported through one
-//! bounded channel.
+//! each driving the runs handed to it and posting their ends back.
 //!
 //! A tokio task per run costs more than a no-op run: an over-aligned
 //! allocation (`posix_memalign`, which fragments glibc's heap), a mutex on
@@ -8,68 +7,91 @@
 //! through a worker's run queue. A profile of the 100k-job benchmark put
 //! a sixth of the scheduler's time in those two list operations and in
 //! `memalign`. A lane instead keeps its runs in a `FuturesUnordered`:
-//! one ordinary allocation per run, no lock, and runs handed over a batch
-//! at a time (one lock and one wake-up per lane per batch).
+//! one ordinary allocation per run, no lock, and runs handed over and
+//! their ends posted back a batch at a time (one lock and one wake-up per
+//! batch, where a bounded channel cost a semaphore, a list push and a
+//! wake-up per run).
 //!
 //! Ownership stays whole: every run lives in exactly one lane, which this
 //! structure owns; aborting the lanes (shutdown's last step, or this
 //! structure being dropped with its scheduler) drops every run they hold,
 //! and a dropped run's child is killed with its process group.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
-use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::task::JoinHandle;
 
 /// Most run ends a lane takes in one turn before it lets the worker run
 /// other tasks (the scheduler among them).
 const LANE_TURN: usize = 128;
 
-/// How a run's end reaches the scheduler.
-enum Reply<T> {
-    /// Room taken in the channel when the run was handed over, so the run
-    /// ends with a plain synchronous send.
-    Reserved(OwnedPermit<T>),
-    /// The channel was full then: the run waits for room (nothing is
-    /// dropped).
-    Wait(mpsc::Sender<T>),
-}
-
-struct Run<F: Future> {
-    fut: F,
-    reply: Reply<F::Output>,
-}
-
-/// What the scheduler and one lane share: runs handed over and not yet
-/// taken (at most the runs alive at once), and the lane's wake-up.
-struct Inbox<F: Future> {
-    runs: Mutex<Vec<Run<F>>>,
+/// A queue and the wake-up of its one reader. Its length is bounded by
+/// construction, not by a capacity: an inbox holds runs handed over and
+/// not yet taken, the outbox ends not yet received, and either is at most
+/// the runs alive at once, which the scheduler bounds (`max_running`).
+struct Mailbox<T> {
+    items: Mutex<VecDeque<T>>,
     ready: Notify,
 }
 
+impl<T> Mailbox<T> {
+    fn new() -> Arc<Self> {
+        Arc::new(Mailbox {
+            items: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<T>> {
+        // Nothing panics while holding it; if something did, the queue
+        // itself is still whole.
+        self.items.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `more` (emptying it) and wakes the reader: one lock and one
+    /// wake-up for a whole batch.
+    fn post(&self, more: &mut VecDeque<T>) {
+        if more.is_empty() {
+            return;
+        }
+        self.lock().append(more);
+        self.ready.notify_one();
+    }
+
+    /// Swaps everything posted into `into`, which must be empty (so both
+    /// keep their room and nothing is copied).
+    fn take(&self, into: &mut VecDeque<T>) {
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut *self.lock(), into);
+    }
+}
+
 struct Lane<F: Future> {
-    inbox: Arc<Inbox<F>>,
+    inbox: Arc<Mailbox<F>>,
     /// Pushed since the last [`Tasks::flush`].
-    staged: Vec<Run<F>>,
+    staged: VecDeque<F>,
     task: JoinHandle<()>,
 }
 
-/// Runs futures in lanes; their outputs come back, in completion order,
-/// through [`next`](Self::next).
+/// Runs futures in lanes; their outputs come back, in completion order
+/// per lane, through [`next`](Self::next).
 pub(super) struct Tasks<F: Future> {
-    tx: mpsc::Sender<F::Output>,
-    rx: mpsc::Receiver<F::Output>,
+    /// Every lane posts its runs' ends here.
+    outbox: Arc<Mailbox<F::Output>>,
+    /// Ends taken from the outbox and not yet returned.
+    received: VecDeque<F::Output>,
     /// Started on first use, from inside the runtime.
     lanes: Vec<Lane<F>>,
     /// The lane the next run goes to (round robin).
     turn: usize,
-    /// Pushed and not yet received: what the audit compares with the
+    /// Pushed and not yet returned: what the audit compares with the
     /// tracked executions.
     live: usize,
 }
@@ -79,14 +101,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    /// `bound` is the channel's capacity. A run whose output finds it
-    /// full waits for room (nothing is dropped), so a bound at least the
-    /// number of runs alive at once (`max_running`) never makes one wait.
-    pub fn new(bound: usize) -> Self {
-        let (tx, rx) = mpsc::channel(bound.max(1));
+    pub fn new() -> Self {
         Tasks {
-            tx,
-            rx,
+            outbox: Mailbox::new(),
+            received: VecDeque::new(),
             lanes: Vec::new(),
             turn: 0,
             live: 0,
@@ -100,27 +118,15 @@ where
             self.start_lanes();
         }
         self.live += 1;
-        let reply = match self.tx.clone().try_reserve_owned() {
-            Ok(permit) => Reply::Reserved(permit),
-            Err(full) => Reply::Wait(full.into_inner()),
-        };
         let at = self.turn % self.lanes.len();
         self.turn = self.turn.wrapping_add(1);
-        self.lanes[at].staged.push(Run { fut, reply });
+        self.lanes[at].staged.push_back(fut);
     }
 
     /// Starts everything pushed since the last flush.
     pub fn flush(&mut self) {
         for lane in &mut self.lanes {
-            if lane.staged.is_empty() {
-                continue;
-            }
-            lane.inbox
-                .runs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .append(&mut lane.staged);
-            lane.inbox.ready.notify_one();
+            lane.inbox.post(&mut lane.staged);
         }
     }
 
@@ -132,14 +138,11 @@ where
             .max(1);
         self.lanes = (0..n)
             .map(|_| {
-                let inbox = Arc::new(Inbox {
-                    runs: Mutex::new(Vec::new()),
-                    ready: Notify::new(),
-                });
+                let inbox = Mailbox::new();
                 Lane {
-                    task: tokio::spawn(drive(Arc::clone(&inbox))),
+                    task: tokio::spawn(drive(Arc::clone(&inbox), Arc::clone(&self.outbox))),
                     inbox,
-                    staged: Vec::new(),
+                    staged: VecDeque::new(),
                 }
             })
             .collect();
@@ -160,17 +163,25 @@ where
     }
 
     /// The next output. Pending for ever when no run is live: guard the
-    /// call with [`is_empty`](Self::is_empty).
+    /// call with [`is_empty`](Self::is_empty). Cancel-safe: an output is
+    /// only taken when it is returned.
     pub async fn next(&mut self) -> F::Output {
-        // `self` holds a sender, so the channel never closes.
-        let out = self.rx.recv().await.expect("Tasks holds a sender");
-        self.live -= 1;
-        out
+        loop {
+            if let Some(out) = self.try_next() {
+                return out;
+            }
+            // A post after the look above leaves a permit, so this
+            // returns at once.
+            self.outbox.ready.notified().await;
+        }
     }
 
     /// An output that is ready now, if any.
     pub fn try_next(&mut self) -> Option<F::Output> {
-        let out = self.rx.try_recv().ok()?;
+        if self.received.is_empty() {
+            self.outbox.take(&mut self.received);
+        }
+        let out = self.received.pop_front()?;
         self.live -= 1;
         Some(out)
     }
@@ -180,6 +191,8 @@ where
     /// awaited, every run's future is gone.
     pub fn abort(&mut self) -> Vec<JoinHandle<()>> {
         self.live = 0;
+        self.received.clear();
+        self.outbox.lock().clear();
         self.lanes
             .drain(..)
             .map(|lane| {
@@ -200,50 +213,53 @@ impl<F: Future> Drop for Tasks<F> {
     }
 }
 
-/// A lane: takes the runs handed over, drives them, and sends each end.
-async fn drive<F>(inbox: Arc<Inbox<F>>)
+/// A lane: takes the runs handed over, drives them, and posts their ends,
+/// all the ends of one turn at once.
+async fn drive<F>(inbox: Arc<Mailbox<F>>, outbox: Arc<Mailbox<F::Output>>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let mut runs = FuturesUnordered::new();
-    let mut taken = Vec::new();
+    let mut taken = VecDeque::new();
+    let mut ended = VecDeque::new();
     let mut ready = pin!(inbox.ready.notified());
     std::future::poll_fn(|cx| {
         // Polling the fresh waiter registers it, so a hand-over after the
         // take below wakes this lane; one before it is taken now.
         while ready.as_mut().poll(cx).is_ready() {
             ready.set(inbox.ready.notified());
-            std::mem::swap(
-                &mut *inbox.runs.lock().unwrap_or_else(PoisonError::into_inner),
-                &mut taken,
-            );
-            runs.extend(taken.drain(..).map(finish));
+            inbox.take(&mut taken);
+            runs.extend(taken.drain(..));
         }
+        let mut more = true;
         for _ in 0..LANE_TURN {
             match runs.poll_next_unpin(cx) {
-                Poll::Ready(Some(())) => {}
-                Poll::Ready(None) | Poll::Pending => return Poll::<()>::Pending,
+                Poll::Ready(Some(out)) => ended.push_back(out),
+                Poll::Ready(None) | Poll::Pending => {
+                    more = false;
+                    break;
+                }
             }
         }
-        // More may be ready: come back after the others have had a turn.
-        cx.waker().wake_by_ref();
-        Poll::Pending
+        outbox.post(&mut ended);
+        if more {
+            // More may be ready: come back after the others have had a
+            // turn.
+            cx.waker().wake_by_ref();
+        }
+        Poll::<()>::Pending
     })
     .await;
 }
 
-async fn finish<F: Future>(run: Run<F>) {
-    let out = run.fut.await;
-    match run.reply {
-        Reply::Reserved(permit) => {
-            permit.send(out);
-        }
-        // Fails only once the scheduler is gone, and then nobody is left
-        // to tell.
-        Reply::Wait(tx) => {
-            let _ = tx.send(out).await;
-        }
+impl<F> Default for Tasks<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -261,14 +277,13 @@ mod tests {
 
     #[tokio::test]
     async fn outputs_come_back_and_are_counted() {
-        let mut tasks = Tasks::new(2);
+        let mut tasks = Tasks::new();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         spawn(&mut tasks, async { 1 });
         spawn(&mut tasks, async move {
             let _ = rx.await;
             2
         });
-        // More runs than the channel holds: the last waits for room.
         spawn(&mut tasks, async { 3 });
         assert_eq!(tasks.len(), 3);
         let mut got = vec![tasks.next().await, tasks.next().await];
@@ -283,7 +298,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_burst_spreads_over_the_lanes_and_all_of_it_ends() {
-        let mut tasks = Tasks::new(10_000);
+        let mut tasks = Tasks::new();
         for i in 0..10_000u32 {
             tasks.push(Box::pin(async move {
                 tokio::task::yield_now().await;
@@ -310,7 +325,7 @@ mod tests {
         }
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = Flag(Arc::clone(&dropped));
-        let mut tasks: Tasks<Boxed> = Tasks::new(1);
+        let mut tasks: Tasks<Boxed> = Tasks::new();
         spawn(&mut tasks, async move {
             let _flag = flag;
             std::future::pending::<u8>().await
