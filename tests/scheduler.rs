@@ -42,6 +42,11 @@ impl Runner for SimRunner {
             attempt: req.attempt,
             at: clock.now(),
         });
+        if let driftcron::spec::job::Executor::Exec { argv } = &req.spec.executor
+            && argv.get(1).is_some_and(|a| a == "drop-panic")
+        {
+            return Box::pin(EndsThenPanicsOnDrop(PanicOnDrop, clock.now()));
+        }
         Box::pin(async move {
             let argv = match &req.spec.executor {
                 driftcron::spec::job::Executor::Exec { argv } => argv.clone(),
@@ -50,6 +55,7 @@ impl Runner for SimRunner {
             if argv.get(1).is_some_and(|a| a == "panic") {
                 panic!("runner bug");
             }
+
             let dur = humantime::parse_duration(argv.get(1).map_or("0s", |s| s)).unwrap();
             let ok = argv.get(2).is_none_or(|s| s == "ok");
             let outcome = tokio::select! {
@@ -65,6 +71,27 @@ impl Runner for SimRunner {
                 finished: clock.now(),
             }
         })
+    }
+}
+
+struct PanicOnDrop;
+
+/// A run that succeeds at once and panics when its future is dropped.
+struct EndsThenPanicsOnDrop(PanicOnDrop, DateTime<Utc>);
+
+impl Future for EndsThenPanicsOnDrop {
+    type Output = ExecResult;
+
+    fn poll(self: Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<ExecResult> {
+        let mut result = ExecResult::ended(Outcome::Succeeded);
+        result.finished = self.1;
+        std::task::Poll::Ready(result)
+    }
+}
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("runner bug on drop");
     }
 }
 
@@ -646,6 +673,43 @@ async fn a_panicking_runner_fails_its_run_not_the_scheduler() {
     let s = h.sched.state().await.unwrap();
     assert_eq!(s.counters.spawn_failed, 1);
     assert_eq!(s.job("j").unwrap().recent[0].outcome, "spawn_failed");
+    let audit = h.sched.audit().await.unwrap();
+    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
+}
+
+/// Runs share a lane: one whose future panics while it is dropped must
+/// end that run only, and the lane must go on with the others.
+#[tokio::test(start_paused = true)]
+async fn a_run_that_panics_on_drop_fails_alone() {
+    let h = Harness::new(config());
+    h.apply(&[
+        (
+            "bad.toml",
+            "schedule = \"@daily\"\ncommand = [\"sim\", \"drop-panic\"]\n",
+        ),
+        (
+            "good.toml",
+            "schedule = \"@daily\"\ncommand = [\"sim\", \"1s\"]\n",
+        ),
+    ])
+    .await;
+    for _ in 0..3 {
+        h.sched
+            .trigger(&JobId::parse("bad").unwrap())
+            .await
+            .unwrap();
+        wait(1).await;
+    }
+    h.sched
+        .trigger(&JobId::parse("good").unwrap())
+        .await
+        .unwrap();
+    wait(2).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.spawn_failed, 3);
+    assert_eq!(s.counters.succeeded, 1);
+    assert!(s.job("bad").unwrap().active.is_empty());
+    assert_eq!(s.job("good").unwrap().recent[0].outcome, "succeeded");
     let audit = h.sched.audit().await.unwrap();
     assert!(audit.violations.is_empty(), "{:?}", audit.violations);
 }

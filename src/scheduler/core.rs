@@ -73,17 +73,19 @@ type RunFuture = futures_util::future::CatchUnwind<
 >;
 
 /// A run as its lane drives it: what it returns, tagged with its
-/// execution's id.
+/// execution's id. Every panic of the run ends the run, not its lane:
+/// one while it is polled, and one while its future is dropped (the lane
+/// would otherwise drop it outside any guard).
 struct ExecTask {
     exec: u64,
-    fut: RunFuture,
+    fut: Option<RunFuture>,
 }
 
 impl ExecTask {
     fn new(exec: u64, fut: Pin<Box<dyn Future<Output = ExecResult> + Send>>) -> Self {
         ExecTask {
             exec,
-            fut: AssertUnwindSafe(fut).catch_unwind(),
+            fut: Some(AssertUnwindSafe(fut).catch_unwind()),
         }
     }
 }
@@ -96,7 +98,16 @@ impl Future for ExecTask {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let exec = self.exec;
-        self.fut.poll_unpin(cx).map(|out| (exec, out))
+        let Some(fut) = self.fut.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        let out = std::task::ready!(fut.poll_unpin(cx));
+        let fut = self.fut.take();
+        let out = match std::panic::catch_unwind(AssertUnwindSafe(|| drop(fut))) {
+            Ok(()) => out,
+            Err(panic) => Err(panic),
+        };
+        std::task::Poll::Ready((exec, out))
     }
 }
 
