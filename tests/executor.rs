@@ -897,3 +897,43 @@ async fn audit_finds_an_untracked_task() {
         t0.elapsed()
     );
 }
+
+/// `ProcessRunner` runs each process in a task of its own (fork and exec
+/// block a thread, and a lane's other runs must not wait on them); the
+/// lane still owns it: dropping the run's future must kill the child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_process_run_kills_its_child() {
+    use driftcron::scheduler::{ProcessRunner, Runner};
+    let spec = job("held", "command = [\"sleep\", \"30\"]");
+    let shared = ExecShared::new(spec.kill_grace);
+    let run = ProcessRunner.run(ExecRequest {
+        scheduled_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        attempt: 1,
+        revision: "rev1".into(),
+        shared: shared.clone(),
+        spec: Arc::new(spec),
+    });
+    // Stands in for the lane: drives the run, then drops it.
+    let lane = tokio::spawn(run);
+    let until = Instant::now() + Duration::from_secs(10);
+    let pid = loop {
+        match shared.pid.load(Ordering::SeqCst) {
+            0 => {
+                assert!(Instant::now() < until, "the child never started");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            pid => break pid,
+        }
+    };
+    assert!(alive(pid));
+    lane.abort();
+    assert!(lane.await.unwrap_err().is_cancelled());
+    let until = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(
+            Instant::now() < until,
+            "the child {pid} outlived its dropped run"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, OnceCell, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use core::{LEAK_SLACK, MAX_SLEEP, OUTCOME_RING, SHUTDOWN_KILL_GRACE, run_id};
@@ -99,6 +100,11 @@ pub enum Fault {
 /// [`ProcessRunner`] is the real one (processes, HTTP); scheduling tests
 /// plug a runner that takes virtual time, so policies are tested under
 /// tokio's paused clock without real processes racing it.
+///
+/// The future a runner returns is driven in a lane, together with other
+/// runs (see `tasks.rs`): it must not block its thread. Work that may
+/// block belongs in a task of the run's own, held so that dropping the
+/// future aborts it, as [`ProcessRunner`] does.
 pub trait Runner: Send + Sync + 'static {
     fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>>;
 }
@@ -108,8 +114,24 @@ pub trait Runner: Send + Sync + 'static {
 pub struct ProcessRunner;
 
 impl Runner for ProcessRunner {
+    /// A process run blocks its thread now and then (fork and exec, a walk
+    /// of `/proc` when its group outlives it), so it gets a task of its
+    /// own: the runs sharing its lane never wait on it. The lane still
+    /// owns it: dropping the run aborts the task, and an aborted task
+    /// drops its child, which kills the child's process group. A tokio
+    /// task is nothing next to a process.
     fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
-        Box::pin(executor::run(req))
+        let task = AbortOnDropHandle::new(tokio::spawn(executor::run(req)));
+        Box::pin(async move {
+            match task.await {
+                Ok(result) => result,
+                // Ends the run as any runner panic does (see `core.rs`).
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Only dropping the handle aborts the task, and then
+                // nothing polls this any more.
+                Err(_) => ExecResult::ended(Outcome::Cancelled),
+            }
+        })
     }
 }
 
