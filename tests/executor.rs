@@ -254,9 +254,18 @@ async fn timeout_kills_a_group_that_ignores_sigterm_including_grandchildren() {
         .unwrap();
     assert_ne!(pid, 0, "the pid is published");
     assert_ne!(grandchild, pid);
-    // SIGKILL went to the group: both are dead by the time run() returns.
+    // SIGKILL went to the group: the child is reaped by the time run()
+    // returns; the grandchild is not ours to reap, and dies as soon as the
+    // kernel next runs it (a moment on a loaded machine).
     assert!(!alive(pid), "the child {pid} survived");
-    assert!(!alive(grandchild), "the grandchild {grandchild} survived");
+    let until = Instant::now() + Duration::from_secs(2);
+    while alive(grandchild) {
+        assert!(
+            Instant::now() < until,
+            "the grandchild {grandchild} survived"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
