@@ -63,7 +63,7 @@ const FIRE_BATCH: usize = 256;
 /// Violations remembered between two audits.
 const MAX_NOTICED: usize = 32;
 
-/// What an execution task returns: its result, or the panic that ended it.
+/// What a run returns: its result, or the panic that ended it.
 type ExecOutput = Result<ExecResult, Box<dyn Any + Send>>;
 
 /// An execution's future as the scheduler task wraps it: a panicking runner
@@ -581,7 +581,8 @@ pub struct Core {
     timers: TimerIndex,
     execs: FxHashMap<u64, Box<ExecRecord>>,
     tasks: Tasks<ExecTask>,
-    /// The task `Fault::UntrackedTask` injects, and how to stop it.
+    /// The run `Fault::UntrackedTask` injects (in a lane, with no
+    /// record), and how to stop it.
     stray: Option<Arc<ExecShared>>,
     /// Process groups started and not yet seen dead.
     groups: FxHashMap<u32, u64>,
@@ -928,14 +929,13 @@ impl Core {
     }
 
     /// Pops due timers (at most `FIRE_BATCH`) and acts on them. The
-    /// executions they start are spawned together at the end: spawning one
-    /// between two fires wakes an idle tokio worker, which runs the no-op
-    /// quickly, finds nothing else and parks again, so a burst cost an
-    /// eventfd write and an epoll wake-up every few runs (strace: 16k of
-    /// each for 60k runs). Spawned back to back, the first wakes it and the
-    /// rest find it busy. The executions are recorded (and counted, and
-    /// seen by the concurrency policies) as they start; only the hand-over
-    /// to tokio waits for the end of the batch.
+    /// executions they start are handed to their lanes together at the
+    /// end, one lock and one wake-up per lane: a hand-over per run woke an
+    /// idle worker every few runs, which ran the no-op, found nothing else
+    /// and parked again (strace, with a task per run: 16k eventfd writes
+    /// and epoll wake-ups for 60k runs). The executions are recorded (and
+    /// counted, and seen by the concurrency policies) as they start; only
+    /// the hand-over waits for the end of the batch.
     fn fire_due(&mut self) {
         let now = self.clock.now();
         let mut budget = FIRE_BATCH;
@@ -1280,7 +1280,7 @@ impl Core {
         );
     }
 
-    /// An execution task ended (or its runner panicked).
+    /// A run ended (or its runner panicked).
     fn finished(&mut self, (exec_id, done): (u64, ExecOutput)) {
         let result = match done {
             Ok(result) => result,
@@ -1462,10 +1462,10 @@ impl Core {
                 self.tasks.len()
             ));
         }
-        let dead = self.tasks.dead_lanes();
-        if dead > 0 {
+        let lost = self.tasks.lost_lanes();
+        if lost > 0 {
             v.push(format!(
-                "{dead} execution lane(s) ended on their own, with their runs"
+                "{lost} execution lane(s) ended on their own, taking their runs"
             ));
         }
         let live: HashSet<u32> = self
@@ -1726,7 +1726,7 @@ impl Core {
                 _ = tokio::time::sleep_until(until) => break,
             }
         }
-        // Phase 3: whatever is left is killed and its task aborted.
+        // Phase 3: whatever is left is killed and its lane aborted.
         for rec in self.execs.values() {
             signal_group(rec.shared.pid.load(Ordering::SeqCst), libc::SIGKILL);
             report.abandoned.push(rec.run_id());

@@ -466,9 +466,9 @@ async fn run_process(mut cmd: Command, req: &ExecRequest) -> ExecResult {
     };
     let pgid = child.id().unwrap_or(0);
     req.shared.pid.store(pgid, Ordering::SeqCst);
-    // If this execution is dropped mid-run (its task aborted when the
-    // runtime goes away), the whole group dies with it, not just the
-    // leader that `kill_on_drop` knows about.
+    // If this execution is dropped mid-run (its lane aborted at shutdown,
+    // or its scheduler or runtime gone), the whole group dies with it, not
+    // just the leader that `kill_on_drop` knows about.
     let mut guard = GroupGuard { pgid, armed: true };
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();

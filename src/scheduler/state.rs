@@ -181,6 +181,9 @@ pub struct AuditReport {
     pub timer_entries: usize,
     pub expected_timer_entries: usize,
     pub tracked_executions: usize,
+    /// Runs the lanes hold (handed over and not yet reported). The name
+    /// predates the lanes, when each run was a task; it stays for the
+    /// API's readers.
     pub owned_tasks: usize,
     /// Each violation found, described.
     pub violations: Vec<String>,

@@ -94,6 +94,8 @@ pub(super) struct Tasks<F: Future> {
     /// Pushed and not yet returned: what the audit compares with the
     /// tracked executions.
     live: usize,
+    /// Lanes that ended on their own (see [`lost_lanes`](Self::lost_lanes)).
+    lost: usize,
 }
 
 impl<F> Tasks<F>
@@ -108,6 +110,7 @@ where
             lanes: Vec::new(),
             turn: 0,
             live: 0,
+            lost: 0,
         }
     }
 
@@ -126,6 +129,18 @@ where
     /// Starts everything pushed since the last flush.
     pub fn flush(&mut self) {
         for lane in &mut self.lanes {
+            if lane.task.is_finished() {
+                // A lane only ends when aborted, and runs cannot panic it
+                // (see `ExecTask`); if one died anyway, the runs it held
+                // went with it, but what it had not taken yet goes to its
+                // replacement.
+                self.lost += 1;
+                let mut rescued = VecDeque::new();
+                lane.inbox.take(&mut rescued);
+                rescued.append(&mut lane.staged);
+                *lane = Lane::start(&self.outbox);
+                lane.staged = rescued;
+            }
             lane.inbox.post(&mut lane.staged);
         }
     }
@@ -136,16 +151,7 @@ where
         let n = tokio::runtime::Handle::try_current()
             .map_or(1, |h| h.metrics().num_workers())
             .max(1);
-        self.lanes = (0..n)
-            .map(|_| {
-                let inbox = Mailbox::new();
-                Lane {
-                    task: tokio::spawn(drive(Arc::clone(&inbox), Arc::clone(&self.outbox))),
-                    inbox,
-                    staged: VecDeque::new(),
-                }
-            })
-            .collect();
+        self.lanes = (0..n).map(|_| Lane::start(&self.outbox)).collect();
     }
 
     pub fn len(&self) -> usize {
@@ -156,10 +162,11 @@ where
         self.live == 0
     }
 
-    /// Lanes that ended on their own. A lane only ends when aborted, so
-    /// one that did took its runs with it: the audit reports it.
-    pub fn dead_lanes(&self) -> usize {
-        self.lanes.iter().filter(|l| l.task.is_finished()).count()
+    /// Lanes that ended on their own, replaced or not yet: each took the
+    /// runs it held with it, which never report, so the audit says so for
+    /// as long as the scheduler lives.
+    pub fn lost_lanes(&self) -> usize {
+        self.lost + self.lanes.iter().filter(|l| l.task.is_finished()).count()
     }
 
     /// The next output. Pending for ever when no run is live: guard the
@@ -182,7 +189,7 @@ where
             self.outbox.take(&mut self.received);
         }
         let out = self.received.pop_front()?;
-        self.live -= 1;
+        self.live = self.live.saturating_sub(1);
         Some(out)
     }
 
@@ -192,7 +199,9 @@ where
     pub fn abort(&mut self) -> Vec<JoinHandle<()>> {
         self.live = 0;
         self.received.clear();
-        self.outbox.lock().clear();
+        // A lane still in its last turn posts to the old outbox, not to
+        // whatever lanes come next.
+        self.outbox = Mailbox::new();
         self.lanes
             .drain(..)
             .map(|lane| {
@@ -200,6 +209,21 @@ where
                 lane.task
             })
             .collect()
+    }
+}
+
+impl<F> Lane<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn start(outbox: &Arc<Mailbox<F::Output>>) -> Self {
+        let inbox = Mailbox::new();
+        Lane {
+            task: tokio::spawn(drive(Arc::clone(&inbox), Arc::clone(outbox))),
+            inbox,
+            staged: VecDeque::new(),
+        }
     }
 }
 
@@ -312,7 +336,7 @@ mod tests {
             sum += u64::from(tasks.next().await);
         }
         assert_eq!(sum, (0..10_000u64).map(|i| i % 7).sum::<u64>());
-        assert_eq!(tasks.dead_lanes(), 0);
+        assert_eq!(tasks.lost_lanes(), 0);
     }
 
     #[tokio::test]
@@ -336,5 +360,24 @@ mod tests {
         }
         assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
         assert!(tasks.is_empty());
+    }
+
+    /// Runs cannot panic a lane in the scheduler (`ExecTask` catches every
+    /// panic); a bare future here can, and stands in for a bug.
+    #[tokio::test]
+    async fn a_dead_lane_is_replaced_and_counted() {
+        let mut tasks = Tasks::new();
+        spawn(&mut tasks, async { panic!("lane bug") });
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(tasks.lost_lanes(), 1);
+        // Pushed but not flushed when the lane is found dead: the
+        // replacement gets it.
+        tasks.push(Box::pin(async { 7 }));
+        tasks.flush();
+        assert_eq!(tasks.lost_lanes(), 1);
+        assert_eq!(tasks.next().await, 7);
+        // The lost run never reports.
+        assert_eq!(tasks.len(), 1);
     }
 }
