@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::clock::Clock;
 use super::executor::{ExecRequest, ExecResult, ExecShared, Outcome, group_alive, signal_group};
+use super::slab::Slab;
 use super::state::{
     ApplyReport, AuditReport, Counters, DURATION_BUCKETS, ExecutionState, JobCounts, JobFilter,
     JobState, LATENESS_BUCKETS, LeakReason, LeakedTask, OutcomeRecord, RunningState,
@@ -541,9 +542,10 @@ impl JobEntry {
 /// the job and the slot, rebuilt for the rare reader (snapshots, leaks,
 /// shutdown), so the execution holds the only copy.
 ///
-/// Boxed in the core's map: the map's table grows to the most runs ever
-/// alive at once, and a pointer per slot keeps that high-water mark small
-/// (a soak grew it ~160 KB past its first readings with records inline).
+/// Kept inline in the core's slab, which grows only when more runs are
+/// alive at once than ever before (a hash map of records also grew later,
+/// when its tombstones ran out: a soak saw ~160 KB appear past its first
+/// readings).
 struct ExecRecord {
     /// The spec it runs: its id for display (the job may be deleted while
     /// this run drains), its timeout and kill grace.
@@ -579,7 +581,7 @@ pub struct Core {
     rx: mpsc::Receiver<Command>,
     jobs: Registry,
     timers: TimerIndex,
-    execs: FxHashMap<u64, Box<ExecRecord>>,
+    execs: Slab<ExecRecord>,
     tasks: Tasks<ExecTask>,
     /// The run `Fault::UntrackedTask` injects (in a lane, with no
     /// record), and how to stop it.
@@ -588,7 +590,6 @@ pub struct Core {
     groups: FxHashMap<u32, u64>,
     global_queue: VecDeque<Pending>,
     running: usize,
-    next_exec: u64,
     next_epoch: u64,
     revision: Option<Arc<str>>,
     counters: Counters,
@@ -639,13 +640,12 @@ impl Core {
             rx,
             jobs: Registry::default(),
             timers: TimerIndex::default(),
-            execs: FxHashMap::default(),
+            execs: Slab::default(),
             tasks: Tasks::new(),
             stray: None,
             groups: FxHashMap::default(),
             global_queue: VecDeque::new(),
             running: 0,
-            next_exec: 1,
             next_epoch: 1,
             revision: None,
             counters: Counters::default(),
@@ -861,7 +861,7 @@ impl Core {
         policy: OnRemove,
         report: &mut ApplyReport,
     ) {
-        let Some(rec) = self.execs.get_mut(&exec) else {
+        let Some(rec) = self.execs.get_mut(exec) else {
             return;
         };
         if rec.orphaned.is_some() {
@@ -1196,7 +1196,7 @@ impl Core {
                     return;
                 }
                 for exec in job.running.to_vec() {
-                    if let Some(rec) = self.execs.get_mut(&exec)
+                    if let Some(rec) = self.execs.get_mut(exec)
                         && rec.cancelling_since.is_none()
                     {
                         rec.cancelling_since = Some(now);
@@ -1231,8 +1231,6 @@ impl Core {
         let Some(job) = self.jobs.get_mut(p.job) else {
             return;
         };
-        let exec_id = self.next_exec;
-        self.next_exec += 1;
         let spec = job.spec.clone();
         let job_generation = job.generation;
         let shared = ExecShared::new(spec.kill_grace);
@@ -1243,6 +1241,19 @@ impl Core {
             spec: spec.clone(),
             shared: shared.clone(),
         };
+        let exec_id = self.execs.insert(ExecRecord {
+            spec,
+            handle: p.job,
+            generation: job_generation,
+            epoch: p.epoch,
+            attempt: p.attempt,
+            slot: p.slot,
+            started: now,
+            manual: p.manual,
+            shared,
+            cancelling_since: None,
+            orphaned: None,
+        });
         // A panicking runner ends its execution, not the scheduler.
         self.tasks
             .push(ExecTask::new(exec_id, self.runner.run(req)));
@@ -1262,22 +1273,6 @@ impl Core {
             let run_id = run_id(job.id(), p.slot);
             tracing::info!(job = %job.id(), run_id = %run_id, attempt = p.attempt, "run started");
         }
-        self.execs.insert(
-            exec_id,
-            Box::new(ExecRecord {
-                spec,
-                handle: p.job,
-                generation: job_generation,
-                epoch: p.epoch,
-                attempt: p.attempt,
-                slot: p.slot,
-                started: now,
-                manual: p.manual,
-                shared,
-                cancelling_since: None,
-                orphaned: None,
-            }),
-        );
     }
 
     /// A run ended (or its runner panicked).
@@ -1296,7 +1291,7 @@ impl Core {
                 result
             }
         };
-        let Some(rec) = self.execs.remove(&exec_id) else {
+        let Some(rec) = self.execs.remove(exec_id) else {
             return;
         };
         self.running -= 1;
@@ -1529,7 +1524,7 @@ impl Core {
     fn snapshot(&self, filter: &JobFilter) -> RunningState {
         let now = self.clock.now();
         let exec_state = |id: &u64| {
-            let r = self.execs.get(id)?;
+            let r = self.execs.get(*id)?;
             Some(ExecutionState {
                 run_id: r.run_id(),
                 job: r.job().to_string(),
@@ -1555,7 +1550,7 @@ impl Core {
         let manual = |j: &JobEntry| {
             j.running
                 .iter()
-                .any(|e| self.execs.get(&e).is_some_and(|r| r.manual))
+                .any(|e| self.execs.get(e).is_some_and(|r| r.manual))
         };
         let mut counts = JobCounts {
             total: self.jobs.len(),
@@ -1756,10 +1751,7 @@ impl Core {
     }
 
     fn run_id_of(&self, exec: u64) -> String {
-        self.execs
-            .get(&exec)
-            .map(|r| r.run_id())
-            .unwrap_or_default()
+        self.execs.get(exec).map(|r| r.run_id()).unwrap_or_default()
     }
 }
 

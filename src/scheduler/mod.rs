@@ -15,6 +15,7 @@
 pub mod clock;
 mod core;
 pub mod executor;
+mod slab;
 pub mod state;
 mod tasks;
 pub mod timers;
