@@ -946,3 +946,66 @@ async fn dropping_a_process_run_kills_its_child() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A run's own task stops only at its next await once aborted (a process
+/// run's, say, in the middle of a fork): shutdown's last phase waits for
+/// it (`ExecShared::detach`), boundedly, instead of returning while it
+/// still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_runs_own_task_to_be_gone() {
+    use driftcron::scheduler::{Runner, SHUTDOWN_REAP};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+
+    /// Notes when the task's future is dropped.
+    struct Gone(Arc<Mutex<Option<Instant>>>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(Instant::now());
+        }
+    }
+
+    /// Its own task blocks its thread 400 ms at a time and ignores
+    /// cancellation, as a run stuck in fork and exec would.
+    struct Stuck(Arc<Mutex<Option<Instant>>>);
+    impl Runner for Stuck {
+        fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+            let detached = req.shared.detach();
+            let gone = Gone(Arc::clone(&self.0));
+            let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+                let (_detached, _gone) = (detached, gone);
+                loop {
+                    std::thread::sleep(Duration::from_millis(400));
+                    tokio::task::yield_now().await;
+                }
+            }));
+            Box::pin(async move {
+                let _ = task.await;
+                ExecResult::ended(Outcome::Cancelled)
+            })
+        }
+    }
+
+    let gone_at = Arc::new(Mutex::new(None));
+    let s = Scheduler::start_with_runner(
+        SchedulerConfig::default(),
+        Arc::new(SystemClock),
+        Arc::new(Stuck(Arc::clone(&gone_at))),
+    );
+    let spec = job("stuck", "command = [\"true\"]");
+    s.apply(create_plan(&[&spec]), "rev1").await.unwrap();
+    s.trigger(&spec.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let report = s.shutdown(Duration::ZERO).await;
+    let returned = Instant::now();
+    assert_eq!(report.abandoned.len(), 1, "{report:?}");
+    let gone = gone_at
+        .lock()
+        .unwrap()
+        .expect("the run's own task is gone when shutdown returns");
+    assert!(gone <= returned);
+    // Bounded: the wait ends at the reap bound whatever the task does.
+    assert!(returned - gone < SHUTDOWN_REAP);
+}

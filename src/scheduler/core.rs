@@ -1,7 +1,8 @@
 //! The scheduler task: the single owner of the job registry, the timer
 //! index, the queues and every execution. Everything else talks to it
 //! through bounded commands and reads snapshots, so no structure has two
-//! writers and every task it starts is held by its execution's record.
+//! writers and every run it starts is held by one of its lanes (see
+//! `tasks.rs`) and tracked by a record.
 
 use std::any::Any;
 use std::collections::{HashSet, VecDeque};
@@ -26,7 +27,7 @@ use super::state::{
     JobState, LATENESS_BUCKETS, LeakReason, LeakedTask, OutcomeRecord, RunningState,
     ShutdownReport,
 };
-use super::tasks::Tasks;
+use super::tasks::{Tasks, panic_message};
 use super::timers::TimerIndex;
 use super::{Fault, Runner, SchedulerConfig, SchedulerError};
 use crate::plan::{Plan, spec_digest};
@@ -52,6 +53,12 @@ pub const MAX_SLOT_SCAN: usize = 10_000;
 /// is called leaked: SIGKILL and reaping take a moment.
 pub const LEAK_SLACK: Duration = Duration::from_secs(2);
 
+/// How long shutdown's last phase waits for runs' own tasks (see
+/// `ExecShared::detach`) to be gone after their lanes dropped them: an
+/// abort takes effect at the task's next await, which a fork or exec in
+/// progress delays.
+pub const SHUTDOWN_REAP: Duration = Duration::from_secs(2);
+
 /// Grace used for SIGTERM → SIGKILL at shutdown when a job's own is longer:
 /// shutdown is bounded.
 pub const SHUTDOWN_KILL_GRACE: Duration = Duration::from_secs(5);
@@ -67,7 +74,7 @@ const MAX_NOTICED: usize = 32;
 /// What a run returns: its result, or the panic that ended it.
 type ExecOutput = Result<ExecResult, Box<dyn Any + Send>>;
 
-/// An execution's future as the scheduler task wraps it: a panicking runner
+/// An execution's future as its lane drives it: a panicking runner
 /// ends its execution, not the scheduler.
 type RunFuture = futures_util::future::CatchUnwind<
     AssertUnwindSafe<Pin<Box<dyn Future<Output = ExecResult> + Send>>>,
@@ -76,7 +83,9 @@ type RunFuture = futures_util::future::CatchUnwind<
 /// A run as its lane drives it: what it returns, tagged with its
 /// execution's id. Every panic of the run ends the run, not its lane:
 /// one while it is polled, and one while its future is dropped (the lane
-/// would otherwise drop it outside any guard).
+/// would otherwise drop it outside any guard). A run that ended and then
+/// panicked while dropped keeps its result: the bug is in its clean-up,
+/// which is logged.
 struct ExecTask {
     exec: u64,
     fut: Option<RunFuture>,
@@ -102,13 +111,22 @@ impl Future for ExecTask {
         let Some(fut) = self.fut.as_mut() else {
             return std::task::Poll::Pending;
         };
-        let out = std::task::ready!(fut.poll_unpin(cx));
+        // A lane drops a run as soon as it is ready, before posting its
+        // end (see `Drop` below).
+        fut.poll_unpin(cx).map(|out| (exec, out))
+    }
+}
+
+impl Drop for ExecTask {
+    fn drop(&mut self) {
         let fut = self.fut.take();
-        let out = match std::panic::catch_unwind(AssertUnwindSafe(|| drop(fut))) {
-            Ok(()) => out,
-            Err(panic) => Err(panic),
-        };
-        std::task::Poll::Ready((exec, out))
+        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| drop(fut))) {
+            tracing::error!(
+                exec = self.exec,
+                panic = %panic_message(&*panic),
+                "a run panicked while its future was dropped"
+            );
+        }
     }
 }
 
@@ -291,7 +309,7 @@ struct JobEntry {
 /// a job that ever ran no longer keeps a heap block for this.
 #[derive(Debug, Clone, Default)]
 struct Running {
-    /// The oldest running execution, or 0 (exec ids start at 1).
+    /// The oldest running execution, or 0 (no exec id is 0, see `slab.rs`).
     first: u64,
     /// The others, allocated for a second concurrent run and freed when
     /// they are done: one pointer inline, not a `Vec`'s three words.
@@ -1280,11 +1298,7 @@ impl Core {
         let result = match done {
             Ok(result) => result,
             Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let msg = panic_message(&*panic);
                 let mut result =
                     ExecResult::ended(Outcome::SpawnFailed(format!("execution panicked: {msg}")));
                 result.finished = self.clock.now();
@@ -1726,10 +1740,23 @@ impl Core {
             signal_group(rec.shared.pid.load(Ordering::SeqCst), libc::SIGKILL);
             report.abandoned.push(rec.run_id());
         }
+        let detached: Vec<Arc<ExecShared>> = self
+            .execs
+            .values()
+            .filter(|r| r.shared.is_detached())
+            .map(|r| Arc::clone(&r.shared))
+            .collect();
         for lane in self.abort_all() {
-            // Reaped: an aborted lane's runs (and their child handles,
-            // which kill on drop) are gone once this returns.
+            // An aborted lane's runs are dropped once this returns.
             let _ = lane.await;
+        }
+        // A run's own task (every process run has one) was aborted with
+        // its lane, and stops at its next await: wait for it, boundedly.
+        // Its child, dropped with it, takes its process group along.
+        let reaped = futures_util::future::join_all(detached.iter().map(|s| s.reaped()));
+        if tokio::time::timeout(SHUTDOWN_REAP, reaped).await.is_err() {
+            let left = detached.iter().filter(|s| s.is_detached()).count();
+            tracing::warn!(left, "runs' own tasks still going after the reap bound");
         }
         self.execs.clear();
         self.running = 0;

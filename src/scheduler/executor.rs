@@ -75,6 +75,24 @@ pub struct ExecShared {
     pub grace_ms: AtomicU64,
     cancelled: AtomicBool,
     wake: Notify,
+    /// Set while the run's work lives in a task of its own (see
+    /// [`detach`](Self::detach)). Aborting a task only asks it to stop at
+    /// its next await, so after dropping the runs shutdown waits,
+    /// boundedly, for these to be gone.
+    detached: AtomicBool,
+    gone: Notify,
+}
+
+/// Held by a run's own task (see [`ExecShared::detach`]): dropped with the
+/// task's future, when it ends or once an abort takes effect.
+#[derive(Debug)]
+pub struct Detached(Arc<ExecShared>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        self.0.detached.store(false, Ordering::SeqCst);
+        self.0.gone.notify_waiters();
+    }
 }
 
 impl ExecShared {
@@ -84,7 +102,34 @@ impl ExecShared {
             grace_ms: AtomicU64::new(grace.as_millis() as u64),
             cancelled: AtomicBool::new(false),
             wake: Notify::new(),
+            detached: AtomicBool::new(false),
+            gone: Notify::new(),
         })
+    }
+
+    /// Marks the run's work as living in a task of its own until the
+    /// returned guard, which that task's future must own, is dropped.
+    pub fn detach(self: &Arc<Self>) -> Detached {
+        self.detached.store(true, Ordering::SeqCst);
+        Detached(Arc::clone(self))
+    }
+
+    pub fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no task of the run's own is left (at once if it
+    /// never had one).
+    pub async fn reaped(&self) {
+        loop {
+            let notified = self.gone.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_detached() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Asks the run to stop (SIGTERM, then SIGKILL after the grace).

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::AbortOnDropHandle;
 
 pub use clock::{Clock, SystemClock, TestClock};
-pub use core::{LEAK_SLACK, MAX_SLEEP, OUTCOME_RING, SHUTDOWN_KILL_GRACE, run_id};
+pub use core::{LEAK_SLACK, MAX_SLEEP, OUTCOME_RING, SHUTDOWN_KILL_GRACE, SHUTDOWN_REAP, run_id};
 pub use executor::{ExecRequest, ExecResult, Outcome};
 pub use state::{
     ApplyReport, AuditReport, Counters, JobFilter, LeakReason, RunningState, ShutdownReport,
@@ -106,7 +106,8 @@ pub enum Fault {
 /// The future a runner returns is driven in a lane, together with other
 /// runs (see `tasks.rs`): it must not block its thread. Work that may
 /// block belongs in a task of the run's own, held so that dropping the
-/// future aborts it, as [`ProcessRunner`] does.
+/// future aborts it, and owning the run's [`ExecShared::detach`] guard so
+/// that shutdown can wait for it to be gone, as [`ProcessRunner`] does.
 pub trait Runner: Send + Sync + 'static {
     fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>>;
 }
@@ -123,7 +124,13 @@ impl Runner for ProcessRunner {
     /// drops its child, which kills the child's process group. A tokio
     /// task is nothing next to a process.
     fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
-        let task = AbortOnDropHandle::new(tokio::spawn(executor::run(req)));
+        // Shutdown waits for the guard: an aborted task stops only at its
+        // next await (after a fork in progress, say).
+        let detached = req.shared.detach();
+        let task = AbortOnDropHandle::new(tokio::spawn(async move {
+            let _detached = detached;
+            executor::run(req).await
+        }));
         Box::pin(async move {
             match task.await {
                 Ok(result) => result,

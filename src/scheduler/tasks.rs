@@ -14,8 +14,10 @@
 //!
 //! Ownership stays whole: every run lives in exactly one lane, which this
 //! structure owns; aborting the lanes (shutdown's last step, or this
-//! structure being dropped with its scheduler) drops every run they hold,
-//! and a dropped run's child is killed with its process group.
+//! structure being dropped with its scheduler) drops every run they hold.
+//! A dropped run's child is killed with its process group; a process run
+//! lives in a task of its own, aborted when its run is dropped, which
+//! shutdown waits for (boundedly, see `ExecShared::detach`).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -23,8 +25,8 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -135,6 +137,14 @@ where
                 // went with it, but what it had not taken yet goes to its
                 // replacement.
                 self.lost += 1;
+                if let Some(Err(e)) = (&mut lane.task).now_or_never() {
+                    let why = if e.is_panic() {
+                        panic_message(&*e.into_panic())
+                    } else {
+                        e.to_string()
+                    };
+                    tracing::error!(%why, "an execution lane died; the runs it held are lost");
+                }
                 let mut rescued = VecDeque::new();
                 lane.inbox.take(&mut rescued);
                 rescued.append(&mut lane.staged);
@@ -189,6 +199,7 @@ where
             self.outbox.take(&mut self.received);
         }
         let out = self.received.pop_front()?;
+        debug_assert!(self.live > 0, "an end for a run that was not pushed");
         self.live = self.live.saturating_sub(1);
         Some(out)
     }
@@ -225,6 +236,15 @@ where
             staged: VecDeque::new(),
         }
     }
+}
+
+/// A panic's message, when it has one.
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// A scheduler dropped without a shutdown (a panic unwinding through it)
