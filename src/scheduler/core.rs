@@ -578,11 +578,30 @@ struct ExecRecord {
     manual: bool,
     /// Cancellation, pid and grace, shared with the run.
     shared: Arc<ExecShared>,
+    /// Set once the run is being stopped or left behind: boxed, as most
+    /// runs never are, and a slab slot is paid per run alive at once.
+    ending: Option<Box<Ending>>,
+}
+
+#[derive(Debug, Default)]
+struct Ending {
     cancelling_since: Option<DateTime<Utc>>,
     orphaned: Option<(DateTime<Utc>, LeakReason)>,
 }
 
 impl ExecRecord {
+    fn cancelling_since(&self) -> Option<DateTime<Utc>> {
+        self.ending.as_ref().and_then(|e| e.cancelling_since)
+    }
+
+    fn orphaned(&self) -> Option<(DateTime<Utc>, LeakReason)> {
+        self.ending.as_ref().and_then(|e| e.orphaned)
+    }
+
+    fn ending_mut(&mut self) -> &mut Ending {
+        self.ending.get_or_insert_default()
+    }
+
     fn job(&self) -> &JobId {
         &self.spec.id
     }
@@ -882,14 +901,14 @@ impl Core {
         let Some(rec) = self.execs.get_mut(exec) else {
             return;
         };
-        if rec.orphaned.is_some() {
+        if rec.orphaned().is_some() {
             return;
         }
-        rec.orphaned = Some((now, why));
+        rec.ending_mut().orphaned = Some((now, why));
         match policy {
             OnRemove::Cancel => {
                 report.cancelled += 1;
-                rec.cancelling_since.get_or_insert(now);
+                rec.ending_mut().cancelling_since.get_or_insert(now);
                 rec.shared.cancel();
             }
             OnRemove::Drain => report.draining += 1,
@@ -1215,9 +1234,9 @@ impl Core {
                 }
                 for exec in job.running.to_vec() {
                     if let Some(rec) = self.execs.get_mut(exec)
-                        && rec.cancelling_since.is_none()
+                        && rec.cancelling_since().is_none()
                     {
-                        rec.cancelling_since = Some(now);
+                        rec.ending_mut().cancelling_since = Some(now);
                         rec.shared.cancel();
                         self.counters.replaced += 1;
                     }
@@ -1269,8 +1288,7 @@ impl Core {
             started: now,
             manual: p.manual,
             shared,
-            cancelling_since: None,
-            orphaned: None,
+            ending: None,
         });
         // A panicking runner ends its execution, not the scheduler.
         self.tasks
@@ -1553,8 +1571,8 @@ impl Core {
                     .and_then(|t| TimeDelta::from_std(t).ok())
                     .map(|t| r.started + t),
                 manual: r.manual,
-                cancelling_since: r.cancelling_since,
-                orphaned_since: r.orphaned.map(|(t, _)| t),
+                cancelling_since: r.cancelling_since(),
+                orphaned_since: r.orphaned().map(|(t, _)| t),
             })
         };
         let mut queued_global: FxHashMap<Handle, usize> = FxHashMap::default();
@@ -1629,13 +1647,13 @@ impl Core {
         let slack = TimeDelta::from_std(LEAK_SLACK).unwrap_or(TimeDelta::zero());
         for r in self.execs.values() {
             let grace = TimeDelta::from_std(r.spec.kill_grace).unwrap_or(TimeDelta::zero());
-            let reason = match (r.orphaned, r.spec.timeout) {
+            let reason = match (r.orphaned(), r.spec.timeout) {
                 // A drained run is unwanted once its grace is over; a
                 // cancelled one gets the slack that SIGKILL and reaping take.
                 (Some((since, why)), _)
                     if now - since
                         > grace
-                            + if r.cancelling_since.is_some() {
+                            + if r.cancelling_since().is_some() {
                                 slack
                             } else {
                                 TimeDelta::zero()

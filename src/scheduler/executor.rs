@@ -74,13 +74,15 @@ pub struct ExecShared {
     /// it (shutdown) before cancelling.
     pub grace_ms: AtomicU64,
     cancelled: AtomicBool,
+    /// Wakes whoever waits on either flag (the run on `cancelled`,
+    /// shutdown on `detached`): each waiter re-reads its own flag, so one
+    /// `Notify` (32 bytes, per running execution) serves both.
     wake: Notify,
     /// Set while the run's work lives in a task of its own (see
     /// [`detach`](Self::detach)). Aborting a task only asks it to stop at
     /// its next await, so after dropping the runs shutdown waits,
     /// boundedly, for these to be gone.
     detached: AtomicBool,
-    gone: Notify,
 }
 
 /// Held by a run's own task (see [`ExecShared::detach`]): dropped with the
@@ -91,7 +93,7 @@ pub struct Detached(Arc<ExecShared>);
 impl Drop for Detached {
     fn drop(&mut self) {
         self.0.detached.store(false, Ordering::SeqCst);
-        self.0.gone.notify_waiters();
+        self.0.wake.notify_waiters();
     }
 }
 
@@ -103,7 +105,6 @@ impl ExecShared {
             cancelled: AtomicBool::new(false),
             wake: Notify::new(),
             detached: AtomicBool::new(false),
-            gone: Notify::new(),
         })
     }
 
@@ -122,7 +123,7 @@ impl ExecShared {
     /// never had one).
     pub async fn reaped(&self) {
         loop {
-            let notified = self.gone.notified();
+            let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if !self.is_detached() {
