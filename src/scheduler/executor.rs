@@ -122,15 +122,7 @@ impl ExecShared {
     /// Resolves once no task of the run's own is left (at once if it
     /// never had one).
     pub async fn reaped(&self) {
-        loop {
-            let notified = self.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if !self.is_detached() {
-                return;
-            }
-            notified.await;
-        }
+        self.wait_until(|s| !s.is_detached()).await;
     }
 
     /// Asks the run to stop (SIGTERM, then SIGKILL after the grace).
@@ -147,13 +139,19 @@ impl ExecShared {
     /// Resolves once [`cancel`](Self::cancel) has been called, at once if
     /// it already was.
     pub async fn cancelled(&self) {
+        self.wait_until(Self::is_cancelled).await;
+    }
+
+    /// Resolves once `done` holds, re-read after every wake-up of `wake`
+    /// (which serves both flags).
+    async fn wait_until(&self, done: impl Fn(&Self) -> bool) {
         loop {
-            // Registered before the flag is read, so a cancel between the
+            // Registered before the flag is read, so a change between the
             // read and the await still wakes this waiter.
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.is_cancelled() {
+            if done(self) {
                 return;
             }
             notified.await;
