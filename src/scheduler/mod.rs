@@ -103,8 +103,10 @@ pub enum Fault {
 /// plug a runner that takes virtual time, so policies are tested under
 /// tokio's paused clock without real processes racing it.
 ///
-/// The future a runner returns is driven in a lane, together with other
-/// runs (see `tasks.rs`): it must not block its thread. Work that may
+/// The future a runner returns is first polled by the scheduler itself,
+/// where the run fires, and then, if it is not done, driven in a lane
+/// together with other runs (see `tasks.rs`): it must not block its
+/// thread, least of all on that first poll. Work that may
 /// block belongs in a task of the run's own, held so that dropping the
 /// future aborts it, and owning the run's [`ExecShared::detach`] guard so
 /// that shutdown can wait for it to be gone, as [`ProcessRunner`] does.
