@@ -19,7 +19,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::clock::Clock;
+use super::clock::{Clock, delta};
 use super::executor::{ExecRequest, ExecResult, ExecShared, Outcome, group_alive, signal_group};
 use super::slab::Slab;
 use super::state::{
@@ -484,9 +484,9 @@ impl Finished {
                 | (exit << (ATTEMPT_BITS + OUTCOME_BITS))
                 | (attempt << OUTCOME_BITS)
                 | outcome,
-            start_delay_ms: ms(started - slot).clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+            start_delay_ms: ms(delta(started, slot)).clamp(i64::from(i32::MIN), i64::from(i32::MAX))
                 as i32,
-            duration_ms: ms(finished - started).clamp(0, i64::from(u32::MAX)) as u32,
+            duration_ms: ms(delta(finished, started)).clamp(0, i64::from(u32::MAX)) as u32,
         }
     }
 
@@ -1058,7 +1058,7 @@ impl Core {
             };
             if next.is_none_or(after_now) {
                 self.counters.fires += 1;
-                let on_time = now - first_due <= threshold;
+                let on_time = delta(now, first_due) <= threshold;
                 let run = on_time || !matches!(spec.catch_up, CatchUp::None);
                 if !run {
                     self.counters.missed_misfire += 1;
@@ -1188,8 +1188,13 @@ impl Core {
         job.next_fire = next;
         if let Some(next) = next {
             let jitter = jitter_for(&mut self.rng, job.id(), &job.spec);
-            self.timers
-                .set(timer_key(h, TimerKind::Fire), next + jitter);
+            // Most jobs have none, and chrono's addition is not free.
+            let at = if jitter.is_zero() {
+                next
+            } else {
+                next + jitter
+            };
+            self.timers.set(timer_key(h, TimerKind::Fire), at);
         }
     }
 
@@ -1302,7 +1307,7 @@ impl Core {
         // Lateness is the scheduler's: a retry waits on purpose and a
         // manual trigger has no slot to be late for.
         if p.attempt == 1 && !p.manual {
-            let late = (now - p.slot).num_milliseconds().max(0) as u64;
+            let late = delta(now, p.slot).num_milliseconds().max(0) as u64;
             self.counters.lateness.observe(&LATENESS_BUCKETS, late);
         }
         if tracing::enabled!(tracing::Level::INFO) {
@@ -1343,7 +1348,9 @@ impl Core {
         }
         // A run that never started has no duration.
         if !matches!(result.outcome, Outcome::SpawnFailed(_)) {
-            let took = (result.finished - rec.started).num_milliseconds().max(0) as u64;
+            let took = delta(result.finished, rec.started)
+                .num_milliseconds()
+                .max(0) as u64;
             c.duration.observe(&DURATION_BUCKETS, took);
         }
         c.killed += u64::from(result.killed);

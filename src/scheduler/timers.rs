@@ -38,6 +38,45 @@ fn from_ns(ns: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_nanos(ns)
 }
 
+/// The last conversion one way, kept: a burst's deadlines are one instant
+/// (a hundred thousand jobs on the same second), and chrono's calendar
+/// arithmetic for each of them cost more than the heap's sift.
+#[derive(Debug, Clone, Copy)]
+struct Conv {
+    ns: i64,
+    at: DateTime<Utc>,
+}
+
+impl Default for Conv {
+    fn default() -> Self {
+        Conv {
+            ns: 0,
+            at: DateTime::UNIX_EPOCH,
+        }
+    }
+}
+
+impl Conv {
+    #[inline]
+    fn to_ns(&mut self, at: DateTime<Utc>) -> i64 {
+        if at != self.at {
+            *self = Conv { ns: to_ns(at), at };
+        }
+        self.ns
+    }
+
+    #[inline]
+    fn from_ns(&mut self, ns: i64) -> DateTime<Utc> {
+        if ns != self.ns {
+            *self = Conv {
+                ns,
+                at: from_ns(ns),
+            };
+        }
+        self.at
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     at_ns: i64,
@@ -61,6 +100,11 @@ pub struct TimerIndex {
     /// Heap index of each key's entry, or `ABSENT`.
     pos: Vec<u32>,
     seq: u32,
+    /// Deadlines set, `now`s asked about, and deadlines handed out: three
+    /// memos, as a fire does one of each.
+    set_conv: Conv,
+    now_conv: Conv,
+    out_conv: Conv,
 }
 
 impl TimerIndex {
@@ -68,7 +112,7 @@ impl TimerIndex {
     pub fn set(&mut self, key: u32, at: DateTime<Utc>) {
         self.seq = self.seq.wrapping_add(1);
         let entry = Entry {
-            at_ns: to_ns(at),
+            at_ns: self.set_conv.to_ns(at),
             key,
             seq: self.seq,
         };
@@ -110,11 +154,11 @@ impl TimerIndex {
 
     /// Removes and returns the earliest entry if it is due at `now`.
     pub fn pop_due(&mut self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, u32)> {
-        if self.heap.first()?.at_ns > to_ns(now) {
+        if self.heap.first()?.at_ns > self.now_conv.to_ns(now) {
             return None;
         }
         let e = self.take(0);
-        Some((from_ns(e.at_ns), e.key))
+        Some((self.out_conv.from_ns(e.at_ns), e.key))
     }
 
     pub fn get(&self, key: u32) -> Option<DateTime<Utc>> {
