@@ -58,7 +58,7 @@ impl Default for Conv {
 
 impl Conv {
     #[inline]
-    fn to_ns(&mut self, at: DateTime<Utc>) -> i64 {
+    fn ns(&mut self, at: DateTime<Utc>) -> i64 {
         if at != self.at {
             *self = Conv { ns: to_ns(at), at };
         }
@@ -66,7 +66,7 @@ impl Conv {
     }
 
     #[inline]
-    fn from_ns(&mut self, ns: i64) -> DateTime<Utc> {
+    fn at(&mut self, ns: i64) -> DateTime<Utc> {
         if ns != self.ns {
             *self = Conv {
                 ns,
@@ -112,7 +112,7 @@ impl TimerIndex {
     pub fn set(&mut self, key: u32, at: DateTime<Utc>) {
         self.seq = self.seq.wrapping_add(1);
         let entry = Entry {
-            at_ns: self.set_conv.to_ns(at),
+            at_ns: self.set_conv.ns(at),
             key,
             seq: self.seq,
         };
@@ -154,11 +154,11 @@ impl TimerIndex {
 
     /// Removes and returns the earliest entry if it is due at `now`.
     pub fn pop_due(&mut self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, u32)> {
-        if self.heap.first()?.at_ns > self.now_conv.to_ns(now) {
+        if self.heap.first()?.at_ns > self.now_conv.ns(now) {
             return None;
         }
         let e = self.take(0);
-        Some((self.out_conv.from_ns(e.at_ns), e.key))
+        Some((self.out_conv.at(e.at_ns), e.key))
     }
 
     pub fn get(&self, key: u32) -> Option<DateTime<Utc>> {
