@@ -35,7 +35,7 @@ impl Runner for R {
                 panic!("boom");
             }
             let mut r = ExecResult::ended(outcome);
-            r.finished = Utc::now();
+            r.finished = Some(Utc::now());
             r
         })
     }

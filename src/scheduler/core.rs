@@ -730,10 +730,11 @@ impl Core {
                     }
                 },
                 done = self.tasks.next(), if !self.tasks.is_empty() => {
-                    self.finished(done);
+                    let now = self.clock.now();
+                    self.finished(done, now);
                     // Take every other completion that is ready, in one go.
                     while let Some(done) = self.tasks.try_next() {
-                        self.finished(done);
+                        self.finished(done, now);
                     }
                 }
                 _ = &mut wake => armed_for = None,
@@ -1317,17 +1318,18 @@ impl Core {
     }
 
     /// A run ended (or its runner panicked).
-    fn finished(&mut self, (exec_id, done): (u64, ExecOutput)) {
+    ///
+    /// `now` stamps an end whose runner did not: read once per wake-up, not
+    /// per end.
+    fn finished(&mut self, (exec_id, done): (u64, ExecOutput), now: DateTime<Utc>) {
         let result = match done {
             Ok(result) => result,
             Err(panic) => {
                 let msg = panic_message(&*panic);
-                let mut result =
-                    ExecResult::ended(Outcome::SpawnFailed(format!("execution panicked: {msg}")));
-                result.finished = self.clock.now();
-                result
+                ExecResult::ended(Outcome::SpawnFailed(format!("execution panicked: {msg}")))
             }
         };
+        let ended_at = result.finished.unwrap_or(now);
         let Some(rec) = self.execs.remove(exec_id) else {
             return;
         };
@@ -1348,9 +1350,7 @@ impl Core {
         }
         // A run that never started has no duration.
         if !matches!(result.outcome, Outcome::SpawnFailed(_)) {
-            let took = delta(result.finished, rec.started)
-                .num_milliseconds()
-                .max(0) as u64;
+            let took = delta(ended_at, rec.started).num_milliseconds().max(0) as u64;
             c.duration.observe(&DURATION_BUCKETS, took);
         }
         c.killed += u64::from(result.killed);
@@ -1379,7 +1379,7 @@ impl Core {
                 rec.attempt,
                 &result.outcome,
                 rec.started,
-                result.finished,
+                ended_at,
             ));
             // Retry a failure of the current spec, never past the next slot.
             if result.outcome.is_failure()
@@ -1730,7 +1730,7 @@ impl Core {
                     if let (_, Ok(r)) = &done && r.killed {
                         report.killed.push(self.run_id_of(done.0));
                     }
-                    self.finished(done);
+                    self.finished(done, self.clock.now());
                     report.drained += 1;
                 }
                 _ = tokio::time::sleep_until(until) => break,
@@ -1755,7 +1755,7 @@ impl Core {
                         (exec, Ok(r)) if r.killed => report.killed.push(self.run_id_of(*exec)),
                         _ => report.cancelled += 1,
                     }
-                    self.finished(done);
+                    self.finished(done, self.clock.now());
                 }
                 _ = tokio::time::sleep_until(until) => break,
             }
