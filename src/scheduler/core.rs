@@ -732,10 +732,6 @@ impl Core {
                 done = self.tasks.next(), if !self.tasks.is_empty() => {
                     let now = self.clock.now();
                     self.finished(done, now);
-                    // Take every other completion that is ready, in one go.
-                    while let Some(done) = self.tasks.try_next() {
-                        self.finished(done, now);
-                    }
                 }
                 _ = &mut wake => armed_for = None,
                 _ = &mut audit => {
@@ -743,7 +739,22 @@ impl Core {
                     audit.as_mut().reset(Instant::now() + self.config.audit_interval);
                 },
             }
+            self.take_ends();
             self.fire_due();
+        }
+    }
+
+    /// Takes every end that is ready, in one go, before more runs fire:
+    /// whichever branch woke the loop, the ends of runs that were done at
+    /// once (see `tasks.rs`) wait for at most one fire batch.
+    fn take_ends(&mut self) {
+        let Some(done) = self.tasks.try_next() else {
+            return;
+        };
+        let now = self.clock.now();
+        self.finished(done, now);
+        while let Some(done) = self.tasks.try_next() {
+            self.finished(done, now);
         }
     }
 
