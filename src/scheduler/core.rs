@@ -1330,8 +1330,8 @@ impl Core {
 
     /// A run ended (or its runner panicked).
     ///
-    /// `now` stamps an end whose runner did not: read once per wake-up, not
-    /// per end.
+    /// `now` stamps an end whose runner did not: read once per batch of
+    /// ends, not per end.
     fn finished(&mut self, (exec_id, done): (u64, ExecOutput), now: DateTime<Utc>) {
         let result = match done {
             Ok(result) => result,
@@ -1340,10 +1340,13 @@ impl Core {
                 ExecResult::ended(Outcome::SpawnFailed(format!("execution panicked: {msg}")))
             }
         };
-        let ended_at = result.finished.unwrap_or(now);
         let Some(rec) = self.execs.remove(exec_id) else {
             return;
         };
+        // Never before it started: `now` was read before this batch of
+        // ends, and an end may start a queued run, with a later reading,
+        // that is itself done at once.
+        let ended_at = result.finished.unwrap_or(now).max(rec.started);
         self.running -= 1;
         // The executor killed what the run left in its group; remember the
         // group only if something survived that, for the audit to chase.
@@ -1737,6 +1740,9 @@ impl Core {
         let until = Instant::now() + deadline;
         while !self.tasks.is_empty() {
             tokio::select! {
+                // Ends already in are taken first: a run that ended counts
+                // as drained, even with a deadline that has passed.
+                biased;
                 done = self.tasks.next() => {
                     if let (_, Ok(r)) = &done && r.killed {
                         report.killed.push(self.run_id_of(done.0));
@@ -1761,6 +1767,9 @@ impl Core {
         let until = Instant::now() + SHUTDOWN_KILL_GRACE + Duration::from_secs(2);
         while !self.tasks.is_empty() {
             tokio::select! {
+                // Ends already in are taken first: a run that ended counts
+                // as drained, even with a deadline that has passed.
+                biased;
                 done = self.tasks.next() => {
                     match &done {
                         (exec, Ok(r)) if r.killed => report.killed.push(self.run_id_of(*exec)),

@@ -134,14 +134,19 @@ impl Runner for ProcessRunner {
             executor::run(req).await
         }));
         Box::pin(async move {
-            match task.await {
+            let mut result = match task.await {
                 Ok(result) => result,
                 // Ends the run as any runner panic does (see `core.rs`).
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 // Only dropping the handle aborts the task, and then
                 // nothing polls this any more.
                 Err(_) => ExecResult::ended(Outcome::Cancelled),
-            }
+            };
+            // Its end waits in a lane for the scheduler, which may be busy
+            // (a burst firing, a large apply): it is timed here, where it
+            // happens, spawn failures included.
+            result.finished.get_or_insert_with(chrono::Utc::now);
+            result
         })
     }
 }

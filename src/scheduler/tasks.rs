@@ -15,13 +15,15 @@
 //! A run starts where it fires: [`Tasks::push`] polls it once, on the
 //! scheduler's own task, and only a run that is not done by then is
 //! handed to a lane. A run that ends at once (a no-op, a run refused
-//! before it starts, a process run whose own task was just spawned and
-//! has not run yet does *not*) then costs no hand-over, no wake-up of
-//! another worker and no end posted back; its future is allocated, run
-//! and freed on one thread. This is asyncio's eager task start (Python
+//! before it starts) then costs no hand-over, no wake-up of another
+//! worker and no end posted back; its future is allocated, run and freed
+//! on one thread. A process run never ends at once: its first poll finds
+//! its own task just spawned, and it goes to a lane like before, for the
+//! price of that one poll. This is asyncio's eager task start (Python
 //! 3.12) for the same reason: most of the time, the hand-over costs more
-//! than the run. It halved the scheduler's CPU in the 100k-job benchmark
-//! and took its p99 lateness from 85–109 ms to 61 ms. The waker of that
+//! than the run. With the benchmark's no-op runs, it halved the
+//! scheduler's CPU at 100k jobs and took its p99 lateness from 85–109 ms
+//! to 61 ms. The waker of that
 //! first poll is a no-op: the lane polls every run it takes once before
 //! waiting on it, which registers the lane's own.
 //!
@@ -138,9 +140,12 @@ where
     where
         F: Unpin,
     {
-        self.live += 1;
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if let Poll::Ready(out) = std::pin::Pin::new(&mut fut).poll(&mut cx) {
+        let first = std::pin::Pin::new(&mut fut).poll(&mut cx);
+        // Counted once the poll returned: a future that panics in it (none
+        // of the scheduler's: `ExecTask` catches) was never started.
+        self.live += 1;
+        if let Poll::Ready(out) = first {
             self.received.push_back(out);
             return;
         }
