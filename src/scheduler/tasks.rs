@@ -23,9 +23,9 @@
 //! 3.12) for the same reason: most of the time, the hand-over costs more
 //! than the run. With the benchmark's no-op runs, it halved the
 //! scheduler's CPU at 100k jobs and took its p99 lateness from 85–109 ms
-//! to 61 ms. The waker of that
-//! first poll is a no-op: the lane polls every run it takes once before
-//! waiting on it, which registers the lane's own.
+//! to 61 ms. The waker of that first poll is a no-op: the lane polls
+//! every run it takes once before waiting on it, which registers the
+//! lane's own.
 //!
 //! Ownership stays whole: every run lives in exactly one lane, which this
 //! structure owns; aborting the lanes (shutdown's last step, or this
