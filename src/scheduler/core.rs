@@ -1906,6 +1906,49 @@ fn whole_second_stamp(slot: DateTime<Utc>) -> Option<[u8; STAMP_LEN]> {
 mod tests {
     use super::*;
 
+    /// Runs that are done at their first poll.
+    struct DoneAtOnce;
+
+    impl Runner for DoneAtOnce {
+        fn run(&self, _req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+            Box::pin(std::future::ready(ExecResult::ended(Outcome::Succeeded)))
+        }
+    }
+
+    /// A run done at once has its end waiting in the scheduler (not in a
+    /// lane) when shutdown begins, with no time left: it ended on its own,
+    /// so it is drained, not cancelled, and nothing is left running.
+    #[tokio::test]
+    async fn a_run_that_ended_counts_as_drained_at_a_zero_deadline() {
+        let snapshot = crate::snapshot::Snapshot::from_texts(
+            "t",
+            &[("j.toml", "schedule = \"0 0 1 1 *\"\ncommand = [\"true\"]\n")],
+        );
+        let loaded = crate::spec::load(
+            &snapshot,
+            &crate::spec::LoadOptions {
+                now: Utc::now(),
+                max_jobs: None,
+            },
+        );
+        let plan = crate::plan::diff(&loaded.desired.jobs, &Default::default());
+        let id = loaded.desired.jobs.keys().next().expect("one job").clone();
+        let (_tx, rx) = mpsc::channel(1);
+        let mut core = Core::new(
+            SchedulerConfig::default(),
+            Arc::new(super::super::clock::SystemClock),
+            Arc::new(DoneAtOnce),
+            rx,
+        );
+        core.apply(plan, "r".into());
+        core.trigger(&id).expect("the job exists");
+        assert_eq!(core.tasks.len(), 1);
+        let report = core.shutdown(Duration::ZERO).await;
+        assert_eq!((report.drained, report.cancelled), (1, 0));
+        assert!(core.tasks.is_empty() && core.execs.len() == 0);
+        assert_eq!(core.counters.succeeded, 1);
+    }
+
     #[test]
     fn finished_records_are_small_and_round_trip() {
         assert_eq!(std::mem::size_of::<Finished>(), 16);
