@@ -42,10 +42,14 @@ impl Runner for SimRunner {
             attempt: req.attempt,
             at: clock.now(),
         });
-        if let driftcron::spec::job::Executor::Exec { argv } = &req.spec.executor
-            && argv.get(1).is_some_and(|a| a == "drop-panic")
-        {
-            return Box::pin(EndsThenPanicsOnDrop(PanicOnDrop, clock.now()));
+        if let driftcron::spec::job::Executor::Exec { argv } = &req.spec.executor {
+            match argv.get(1) {
+                Some("drop-panic") => {
+                    return Box::pin(EndsThenPanicsOnDrop(PanicOnDrop, clock.now()));
+                }
+                Some("panic-in-run") => panic!("runner bug before its future"),
+                _ => {}
+            }
         }
         Box::pin(async move {
             let argv = match &req.spec.executor {
@@ -680,19 +684,24 @@ async fn a_triggered_run_marks_the_job_overridden_while_it_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_runner_fails_its_run_not_the_scheduler() {
-    let h = Harness::new(config());
-    h.apply(&[(
-        "j.toml",
-        "schedule = \"@daily\"\ncommand = [\"sim\", \"panic\"]\n",
-    )])
-    .await;
-    h.sched.trigger(&JobId::parse("j").unwrap()).await.unwrap();
-    wait(1).await;
-    let s = h.sched.state().await.unwrap();
-    assert_eq!(s.counters.spawn_failed, 1);
-    assert_eq!(s.job("j").unwrap().recent[0].outcome, "spawn_failed");
-    let audit = h.sched.audit().await.unwrap();
-    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
+    // `panic`: its future panics when polled; `panic-in-run`: the runner
+    // panics before it returns a future at all.
+    for how in ["panic", "panic-in-run"] {
+        let h = Harness::new(config());
+        h.apply(&[(
+            "j.toml",
+            &format!("schedule = \"@daily\"\ncommand = [\"sim\", \"{how}\"]\n"),
+        )])
+        .await;
+        h.sched.trigger(&JobId::parse("j").unwrap()).await.unwrap();
+        wait(1).await;
+        let s = h.sched.state().await.unwrap();
+        assert_eq!(s.counters.spawn_failed, 1, "{how}");
+        assert_eq!(s.job("j").unwrap().recent[0].outcome, "spawn_failed");
+        assert_eq!(s.running, 0, "{how}");
+        let audit = h.sched.audit().await.unwrap();
+        assert!(audit.violations.is_empty(), "{how}: {:?}", audit.violations);
+    }
 }
 
 /// Runs share a lane: one whose future panics while it is dropped (after

@@ -1307,9 +1307,14 @@ impl Core {
             shared,
             ending: None,
         });
-        // A panicking runner ends its execution, not the scheduler.
-        self.tasks
-            .push(ExecTask::new(exec_id, self.runner.run(req)));
+        // A panicking runner ends its execution, not the scheduler: one
+        // that panics before it even returns its future included (the
+        // panic is handed on to the run, which `ExecTask` catches).
+        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| self.runner.run(req))) {
+            Ok(fut) => fut,
+            Err(panic) => Box::pin(async move { std::panic::resume_unwind(panic) }),
+        };
+        self.tasks.push(ExecTask::new(exec_id, fut));
         if !self.defer_spawns {
             self.tasks.flush();
         }
