@@ -80,10 +80,11 @@ type RunFuture = futures_util::future::CatchUnwind<
     AssertUnwindSafe<Pin<Box<dyn Future<Output = ExecResult> + Send>>>,
 >;
 
-/// A run as its lane drives it: what it returns, tagged with its
-/// execution's id. Every panic of the run ends the run, not its lane:
-/// one while it is polled, and one while its future is dropped (the lane
-/// would otherwise drop it outside any guard). A run that ended and then
+/// A run as the scheduler starts it and, if it waits, its lane drives
+/// it: what it returns, tagged with its execution's id. Every panic of
+/// the run ends the run, not the scheduler or its lane: one while it is
+/// polled, and one while its future is dropped (it would otherwise be
+/// dropped outside any guard). A run that ended and then
 /// panicked while dropped keeps its result: the bug is in its clean-up,
 /// which is logged.
 struct ExecTask {
@@ -705,6 +706,7 @@ impl Core {
         tokio::pin!(wake, audit);
         let mut armed_for: Option<Instant> = None;
         loop {
+            let mut ended = None;
             let now = self.clock.now();
             let sleep_for = match self.timers.peek() {
                 Some((t, _)) => (t - now).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
@@ -729,26 +731,24 @@ impl Core {
                         return;
                     }
                 },
-                done = self.tasks.next(), if !self.tasks.is_empty() => {
-                    let now = self.clock.now();
-                    self.finished(done, now);
-                }
+                done = self.tasks.next(), if !self.tasks.is_empty() => ended = Some(done),
                 _ = &mut wake => armed_for = None,
                 _ = &mut audit => {
                     self.audit();
                     audit.as_mut().reset(Instant::now() + self.config.audit_interval);
                 },
             }
-            self.take_ends();
+            self.take_ends(ended);
             self.fire_due();
         }
     }
 
-    /// Takes every end that is ready, in one go, before more runs fire:
-    /// whichever branch woke the loop, the ends of runs that were done at
-    /// once (see `tasks.rs`) wait for at most one fire batch.
-    fn take_ends(&mut self) {
-        let Some(done) = self.tasks.try_next() else {
+    /// Takes `first` (the end that woke the loop, if one did) and every
+    /// other end that is ready, in one go, before more runs fire: whichever
+    /// branch woke the loop, the ends of runs that were done at once (see
+    /// `tasks.rs`) wait for at most one fire batch.
+    fn take_ends(&mut self, first: Option<(u64, ExecOutput)>) {
+        let Some(done) = first.or_else(|| self.tasks.try_next()) else {
             return;
         };
         let now = self.clock.now();
@@ -978,8 +978,9 @@ impl Core {
     }
 
     /// Pops due timers (at most `FIRE_BATCH`) and acts on them. The
-    /// executions they start are handed to their lanes together at the
-    /// end, one lock and one wake-up per lane: a hand-over per run woke an
+    /// executions they start that are not done at their first poll are
+    /// handed to their lanes together at the end, one lock and one wake-up
+    /// per lane: a hand-over per run woke an
     /// idle worker every few runs, which ran the no-op, found nothing else
     /// and parked again (strace, with a task per run: 16k eventfd writes
     /// and epoll wake-ups for 60k runs). The executions are recorded (and

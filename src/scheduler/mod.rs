@@ -4,8 +4,9 @@
 //! Invariants (checked by the audit, reported as leaks when broken):
 //! - timer entries == active jobs with a next slot; no entry for a job that
 //!   is gone or suspended (one index, re-keyed on every change);
-//! - tracked executions == runs handed to the lanes and not yet reported,
-//!   and no lane ended on its own (see `tasks.rs`);
+//! - tracked executions == runs started and not yet reported (done at
+//!   their first poll, or in a lane), and no lane ended on its own (see
+//!   `tasks.rs`);
 //! - no process group the scheduler started is alive without an execution.
 //!
 //! Memory is O(jobs + running executions): per-job state is one registry
