@@ -142,7 +142,7 @@ pub fn render(
             h,
             "<tr><td><a href=\"/api/v1/jobs/{0}\">{0}</a></td><td>{1}</td><td>{2}{3}</td>\
              <td>{4}</td><td>{5}</td></tr>",
-            esc(&j.id),
+            esc(j.id.as_str()),
             j.next_fire.map(|t| t.to_rfc3339()).unwrap_or_default(),
             status,
             if j.overridden { " (overridden)" } else { "" },

@@ -23,6 +23,7 @@ use super::{
     Nudge, RECONCILE_WAIT, REQUEST_TIMEOUT, metrics, page,
 };
 use crate::drift::FieldsById;
+use crate::scheduler::SpecDigest;
 use crate::scheduler::state::{JobCounts, JobFilter, JobState};
 use crate::spec::JobId;
 use crate::spec::schedule::format_instant;
@@ -215,12 +216,11 @@ async fn full_state(State(st): State<Shared>, headers: HeaderMap) -> ApiResult {
             .jobs
             .iter()
             .filter_map(|j| {
-                let id = JobId::parse(&j.id).ok()?;
-                let spec = view.applied_jobs.get(&id)?;
+                let spec = view.applied_jobs.get(&j.id)?;
                 // Only a spec the job really runs (an apply in between
                 // would make them differ).
-                (format!("{:016x}", crate::plan::spec_digest(spec)) == j.spec_digest)
-                    .then(|| (j.id.clone(), crate::plan::fields(spec)))
+                (SpecDigest(crate::plan::spec_digest(spec)) == j.spec_digest)
+                    .then(|| (j.id.to_string(), crate::plan::fields(spec)))
             })
             .collect();
         let body = serde_json::to_vec(&StateBody {

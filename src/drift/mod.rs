@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{FieldChange, field_changes, field_changes_of, fields, spec_digest};
+use crate::scheduler::SpecDigest;
 use crate::scheduler::state::{LeakReason, RunningState};
 use crate::spec::{JobId, JobSpec};
 use crate::status::{Condition, Status};
@@ -278,7 +279,7 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
                 details: Vec::new(),
             }),
             Some(r) => {
-                let by_digest = || r.spec_digest != format!("{:016x}", spec_digest(spec));
+                let by_digest = || r.spec_digest != SpecDigest(spec_digest(spec));
                 let changes: Option<Vec<FieldChange>> = match input.running_specs {
                     RunningSpecs::Fields(m) => match m.get(id.as_str()) {
                         Some(old) => {
@@ -316,11 +317,10 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
         }
     }
     for r in &input.running.jobs {
-        let id = JobId::parse(&r.id).ok();
-        if id.as_ref().is_none_or(|id| !input.desired.contains_key(id)) {
+        if !input.desired.contains_key(&r.id) {
             items.push(DriftItem {
                 kind: DriftKind::Unexpected,
-                job: Some(r.id.clone()),
+                job: Some(r.id.to_string()),
                 summary: format!("{} is running but not in git", r.id),
                 action: "reconcile to remove it, or add it back to git".into(),
                 details: Vec::new(),
@@ -338,7 +338,7 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
             };
             items.push(DriftItem {
                 kind: DriftKind::Overridden,
-                job: Some(r.id.clone()),
+                job: Some(r.id.to_string()),
                 summary: format!("{} is {what}", r.id),
                 action: "resume it (or set enabled in git) to follow git again".into(),
                 details: Vec::new(),
@@ -402,8 +402,8 @@ mod tests {
 
     fn job_state(id: &str, spec: &JobSpec) -> JobState {
         JobState {
-            id: id.into(),
-            spec_digest: format!("{:016x}", spec_digest(spec)),
+            id: JobId::parse(id).unwrap(),
+            spec_digest: SpecDigest(spec_digest(spec)),
             generation: 1,
             enabled: true,
             suspended: false,
@@ -545,9 +545,9 @@ mod tests {
         let b = JobId::parse("b").unwrap();
         // Another build: digests that mean nothing here.
         let mut ja = job_state("a", &desired[&a]);
-        ja.spec_digest = "0123456789abcdef".into();
+        ja.spec_digest = SpecDigest(0x0123_4567_89ab_cdef);
         let mut jb = ja.clone();
-        jb.id = "b".into();
+        jb.id = JobId::parse("b").unwrap();
         let run = running(vec![ja, jb], vec![], "r1");
         let hourly = specs(&[("b.toml", "schedule = \"@hourly\"\ncommand = [\"true\"]\n")]);
         let flat: FieldsById = [

@@ -57,7 +57,7 @@ impl ExecRequest {
     /// runner that shows it (an environment variable, a header), so
     /// scheduling a run allocates no string.
     pub fn run_id(&self) -> String {
-        super::core::run_id(self.job(), self.scheduled_at)
+        super::ids::run_id(self.job(), self.scheduled_at)
     }
 }
 

@@ -16,6 +16,7 @@
 pub mod clock;
 mod core;
 pub mod executor;
+pub mod ids;
 mod slab;
 pub mod state;
 mod tasks;
@@ -31,8 +32,9 @@ use tokio::task::JoinHandle;
 use tokio_util::task::AbortOnDropHandle;
 
 pub use clock::{Clock, SystemClock, TestClock};
-pub use core::{LEAK_SLACK, MAX_SLEEP, OUTCOME_RING, SHUTDOWN_KILL_GRACE, SHUTDOWN_REAP, run_id};
+pub use core::{LEAK_SLACK, MAX_SLEEP, OUTCOME_RING, SHUTDOWN_KILL_GRACE, SHUTDOWN_REAP};
 pub use executor::{ExecRequest, ExecResult, Outcome};
+pub use ids::{RunId, SpecDigest, run_id};
 pub use state::{
     ApplyReport, AuditReport, Counters, JobFilter, LeakReason, RunningState, ShutdownReport,
 };

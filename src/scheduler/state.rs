@@ -4,6 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::ids::{RunId, SpecDigest};
+use crate::spec::JobId;
+
 /// Upper bounds (seconds) of the lateness histogram's buckets: how long
 /// after its slot a run started (jitter and queueing included). A healthy
 /// scheduler lives in the first three; the rest say how bad it got.
@@ -93,8 +96,8 @@ pub struct Counters {
 /// One execution in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionState {
-    pub run_id: String,
-    pub job: String,
+    pub run_id: RunId,
+    pub job: JobId,
     /// Process group id (0 until spawned, and for HTTP runs).
     pub pid: u32,
     pub attempt: u32,
@@ -114,7 +117,7 @@ pub struct ExecutionState {
 /// The outcome of a finished execution (kept in a short ring per job).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutcomeRecord {
-    pub run_id: String,
+    pub run_id: RunId,
     pub attempt: u32,
     /// `succeeded`, `failed`, `timed_out`, `cancelled` or `spawn_failed`.
     /// Borrowed from a static name when the scheduler builds it: a full
@@ -129,9 +132,9 @@ pub struct OutcomeRecord {
 /// One job as the scheduler holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobState {
-    pub id: String,
-    /// Digest of the spec it runs (hex).
-    pub spec_digest: String,
+    pub id: JobId,
+    /// Digest of the spec it runs (16 hex digits in JSON).
+    pub spec_digest: SpecDigest,
     /// Bumped each time an apply changed the spec.
     pub generation: u64,
     /// Enabled in git.
@@ -234,7 +237,7 @@ pub struct RunningState {
 
 impl RunningState {
     pub fn job(&self, id: &str) -> Option<&JobState> {
-        self.jobs.iter().find(|j| j.id == id)
+        self.jobs.iter().find(|j| j.id == *id)
     }
 }
 
