@@ -195,9 +195,6 @@ fn timer_of(key: u32) -> (Handle, TimerKind) {
     (key / 2, kind)
 }
 
-/// The timer key `Fault::StaleTimerEntry` injects: no job has its handle.
-const INJECTED_STALE_KEY: u32 = u32::MAX - 1;
-
 /// Every job, by handle, with an id → handle map for the API's calls.
 #[derive(Default)]
 struct Registry {
@@ -1466,7 +1463,7 @@ impl Core {
         let now = self.clock.now();
         let mut v = std::mem::take(&mut self.noticed);
         if !self.timers.consistent() {
-            v.push("timer index: heap and position table disagree (stale entry)".to_string());
+            v.push("timer index: its links, buckets and heap disagree (stale entry)".to_string());
         }
         let mut fire_entries = 0;
         for key in self.timers.keys() {
@@ -1557,8 +1554,7 @@ impl Core {
         let now = self.clock.now();
         match fault {
             Fault::StaleTimerEntry => {
-                self.timers
-                    .inject_stale(INJECTED_STALE_KEY, now + TimeDelta::days(1));
+                self.timers.inject_stale(now + TimeDelta::days(1));
             }
             Fault::UntrackedTask => {
                 let stop = ExecShared::new(Duration::ZERO);

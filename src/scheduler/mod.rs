@@ -92,8 +92,8 @@ pub enum SchedulerError {
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// A timer entry the key map does not know (a heap updated without
-    /// re-heapifying).
+    /// A deadline left in the timer index with no key at it (a removal
+    /// that forgot its bucket).
     StaleTimerEntry,
     /// A task in the scheduler's set with no execution record.
     UntrackedTask,
