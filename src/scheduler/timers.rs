@@ -15,8 +15,9 @@
 //! the previous key went to (remembered, so not even a hash). The heap
 //! only moves when a deadline appears or empties: O(log d) for d distinct
 //! deadlines, never more than O(log n). A heap entry per key, as before,
-//! paid a sift through all seventeen levels of a hundred thousand entries
-//! for every fire: a sixth of the scheduler's time in a burst.
+//! paid a sift through the nine levels of a 4-ary heap of a hundred
+//! thousand entries for every fire: a sixth of the scheduler's time in a
+//! burst.
 //!
 //! No stale entry can survive a change: a key has at most one link, every
 //! set unlinks it first, and a bucket leaves the heap and the map the
