@@ -15,31 +15,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::spec::JobId;
 
-impl Serialize for JobId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for JobId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        JobId::parse(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl PartialEq<str> for JobId {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for JobId {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 /// `<job>@<scheduled time, UTC RFC 3339>`: which run of which job, the
 /// same string in the environment (`DRIFTCRON_RUN_ID`), the logs and the
 /// API.

@@ -68,6 +68,33 @@ impl fmt::Display for JobId {
     }
 }
 
+/// As its string; read back through [`JobId::parse`], so a snapshot from
+/// elsewhere cannot smuggle in an id the loader would refuse.
+impl serde::Serialize for JobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        JobId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl PartialEq<str> for JobId {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for JobId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A small immutable string map sorted by key (`labels`, `env`, HTTP
 /// headers). Every entry sits in one byte buffer as a length-prefixed key
 /// then a length-prefixed value (LEB128 lengths: see `push_len`). A
