@@ -128,8 +128,13 @@ impl Client {
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
             bail!("{url} answered {status}: {msg}");
         }
+        // The cause names what did not fit, with its line and column: a
+        // job id this build refuses, say, from a daemon of another version.
         serde_json::from_slice(&body).with_context(|| {
-            format!("{url} did not answer with the expected JSON (is it a driftcron daemon?)")
+            format!(
+                "{url} did not answer with the JSON this build reads \
+                 (is it a driftcron daemon, of the same version?)"
+            )
         })
     }
 }

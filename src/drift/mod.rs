@@ -433,6 +433,27 @@ mod tests {
 
     const JOB: &str = "schedule = \"@daily\"\ncommand = [\"true\"]\n";
 
+    /// A daemon's state is read as strictly as it was written (`drift
+    /// --ref` reads it over HTTP): an id this build refuses is an error
+    /// that names it, never a job quietly compared under another name.
+    #[test]
+    fn a_state_is_read_back_whole_or_not_at_all() {
+        let desired = specs(&[("a.toml", JOB)]);
+        let run = running(
+            vec![job_state("a", desired.values().next().unwrap())],
+            vec![],
+            "r1",
+        );
+        let json = serde_json::to_string(&run).unwrap();
+        assert_eq!(serde_json::from_str::<RunningState>(&json).unwrap(), run);
+        let foreign = json.replace("\"id\":\"a\"", "\"id\":\"Team/A\"");
+        assert_ne!(foreign, json);
+        let err = serde_json::from_str::<RunningState>(&foreign)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Team/A") && err.contains("column"), "{err}");
+    }
+
     #[test]
     fn in_sync_when_everything_matches() {
         let desired = specs(&[("a.toml", JOB)]);

@@ -38,7 +38,10 @@ impl RunId {
         self.slot
     }
 
-    /// Parses the string form.
+    /// Parses the string form, exactly as [`Display`](fmt::Display) writes
+    /// it: in UTC (`Z`), so that what is read writes back the same. Slots
+    /// are years 1677–2262 (the timer's range), which RFC 3339's four-digit
+    /// years cover.
     ///
     /// # Errors
     /// Says which half is wrong: the id before the last `@` or the time
@@ -48,6 +51,9 @@ impl RunId {
             .rsplit_once('@')
             .ok_or_else(|| format!("run id `{s}` has no `@<time>`"))?;
         let job = JobId::parse(job).map_err(|e| format!("run id `{s}`: {e}"))?;
+        if !at.ends_with('Z') {
+            return Err(format!("run id `{s}`: `{at}` is not in UTC (`...Z`)"));
+        }
         let slot = DateTime::parse_from_rfc3339(at)
             .map_err(|e| format!("run id `{s}`: `{at}` is not an RFC 3339 time: {e}"))?;
         Ok(RunId::new(job, slot.with_timezone(&Utc)))
@@ -135,10 +141,13 @@ impl Serialize for SpecDigest {
 impl<'de> Deserialize<'de> for SpecDigest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        // Exactly what `Display` writes: `from_str_radix` alone would also
+        // take a sign and capitals.
+        let hex = s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         match u64::from_str_radix(&s, 16) {
-            Ok(v) if s.len() == 16 => Ok(SpecDigest(v)),
+            Ok(v) if hex => Ok(SpecDigest(v)),
             _ => Err(serde::de::Error::custom(format!(
-                "spec digest `{s}` is not 16 hex digits"
+                "spec digest `{s}` is not 16 lowercase hex digits"
             ))),
         }
     }
@@ -212,6 +221,7 @@ mod tests {
             "\"no-at\"",
             "\"Bad@2026-01-01T00:00:00Z\"",
             "\"a@yesterday\"",
+            "\"a@2026-01-01T01:00:00+01:00\"",
         ] {
             assert!(serde_json::from_str::<RunId>(bad).is_err(), "{bad}");
         }
@@ -220,7 +230,13 @@ mod tests {
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(json, "\"00abcdef01234567\"");
         assert_eq!(serde_json::from_str::<SpecDigest>(&json).unwrap(), d);
-        for bad in ["\"abc\"", "\"zzzzzzzzzzzzzzzz\"", "\"00abcdef012345678\""] {
+        for bad in [
+            "\"abc\"",
+            "\"zzzzzzzzzzzzzzzz\"",
+            "\"00abcdef012345678\"",
+            "\"+0abcdef01234567\"",
+            "\"00ABCDEF01234567\"",
+        ] {
             assert!(serde_json::from_str::<SpecDigest>(bad).is_err(), "{bad}");
         }
 
