@@ -62,16 +62,34 @@ impl RunId {
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.job.as_str())?;
-        match whole_second_stamp(self.slot) {
-            Some(stamp) => f.write_str(std::str::from_utf8(&stamp).expect("ASCII")),
-            None => write!(
-                f,
-                "@{}",
-                self.slot.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-            ),
-        }
+        write_run_id(f, &self.job, self.slot)
     }
+}
+
+/// The one spelling of a run id, for [`RunId`]'s `Display` and for
+/// [`run_id`], which needs no `RunId` (nor a reference count) to make it.
+fn write_run_id(out: &mut impl fmt::Write, job: &JobId, slot: DateTime<Utc>) -> fmt::Result {
+    out.write_str(job.as_str())?;
+    match whole_second_stamp(slot) {
+        Some(stamp) => out.write_str(std::str::from_utf8(&stamp).expect("ASCII")),
+        None => write!(
+            out,
+            "@{}",
+            slot.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        ),
+    }
+}
+
+/// Reads a value serialized as a string through its own parser.
+fn deserialize_parsed<'de, D, T>(
+    d: D,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    parse(&s).map_err(serde::de::Error::custom)
 }
 
 impl PartialEq<str> for RunId {
@@ -111,15 +129,17 @@ impl Serialize for RunId {
 
 impl<'de> Deserialize<'de> for RunId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        RunId::parse(&s).map_err(serde::de::Error::custom)
+        deserialize_parsed(d, RunId::parse)
     }
 }
 
 /// `<job>@<scheduled time, UTC RFC 3339>`, as a string (an environment
-/// variable, a header, a report).
+/// variable, a header, a report). Every process run builds one: sized
+/// once, and without a reference to the job id taken and given back.
 pub fn run_id(job: &JobId, slot: DateTime<Utc>) -> String {
-    RunId::new(job.clone(), slot).to_string()
+    let mut s = String::with_capacity(job.as_str().len() + STAMP_LEN);
+    write_run_id(&mut s, job, slot).expect("writing to a String cannot fail");
+    s
 }
 
 /// A spec's digest ([`crate::plan::spec_digest`]), shown as 16 hex digits.
@@ -138,18 +158,24 @@ impl Serialize for SpecDigest {
     }
 }
 
+impl SpecDigest {
+    /// Parses exactly what `Display` writes: `from_str_radix` alone would
+    /// also take a sign and capitals.
+    ///
+    /// # Errors
+    /// Anything but 16 lowercase hex digits.
+    pub fn parse(s: &str) -> Result<SpecDigest, String> {
+        let hex = s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        match u64::from_str_radix(s, 16) {
+            Ok(v) if hex => Ok(SpecDigest(v)),
+            _ => Err(format!("spec digest `{s}` is not 16 lowercase hex digits")),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for SpecDigest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        // Exactly what `Display` writes: `from_str_radix` alone would also
-        // take a sign and capitals.
-        let hex = s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        match u64::from_str_radix(&s, 16) {
-            Ok(v) if hex => Ok(SpecDigest(v)),
-            _ => Err(serde::de::Error::custom(format!(
-                "spec digest `{s}` is not 16 lowercase hex digits"
-            ))),
-        }
+        deserialize_parsed(d, SpecDigest::parse)
     }
 }
 
