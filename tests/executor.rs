@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use driftcron::plan::{Plan, diff};
-use driftcron::scheduler::executor::{self, ExecRequest, ExecResult, ExecShared, Outcome};
+use driftcron::scheduler::executor::{
+    self, ExecRequest, ExecResult, ExecShared, ExecStart, Outcome,
+};
 use driftcron::scheduler::state::{LeakReason, RunningState};
 use driftcron::scheduler::{Fault, Scheduler, SchedulerConfig, SchedulerError, SystemClock};
 use driftcron::snapshot::{Snapshot, SourceFile};
@@ -914,14 +916,17 @@ async fn audit_finds_an_untracked_task() {
 async fn dropping_a_process_run_kills_its_child() {
     use driftcron::scheduler::{ProcessRunner, Runner};
     let spec = job("held", "command = [\"sleep\", \"30\"]");
-    let shared = ExecShared::new(spec.kill_grace);
-    let run = ProcessRunner.run(ExecRequest {
-        scheduled_at: "2026-01-01T00:00:00Z".parse().unwrap(),
-        attempt: 1,
-        revision: "rev1".into(),
-        shared: shared.clone(),
-        spec: Arc::new(spec),
-    });
+    let (revision, spec) = (Arc::from("rev1"), Arc::new(spec));
+    let cell = std::cell::OnceCell::new();
+    let run = ProcessRunner.run(ExecStart::new(
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+        1,
+        &revision,
+        &spec,
+        &cell,
+    ));
+    // The runner asked for the run's shared block, as the scheduler finds it.
+    let shared = Arc::clone(cell.get().expect("a process run takes its shared block"));
     // Stands in for the lane: drives the run, then drops it.
     let lane = tokio::spawn(run);
     let until = Instant::now() + Duration::from_secs(10);
@@ -970,8 +975,8 @@ async fn shutdown_waits_for_a_runs_own_task_to_be_gone() {
     /// cancellation, as a run stuck in fork and exec would.
     struct Stuck(Arc<Mutex<Option<Instant>>>);
     impl Runner for Stuck {
-        fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
-            let detached = req.shared.detach();
+        fn run(&self, start: ExecStart<'_>) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+            let detached = start.shared().detach();
             let gone = Gone(Arc::clone(&self.0));
             let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
                 let (_detached, _gone) = (detached, gone);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use driftcron::plan::{Plan, diff};
 use driftcron::scheduler::{
-    Clock, ExecRequest, ExecResult, OUTCOME_RING, Outcome, Runner, Scheduler, SchedulerConfig,
+    Clock, ExecResult, ExecStart, OUTCOME_RING, Outcome, Runner, Scheduler, SchedulerConfig,
     SchedulerError, TestClock,
 };
 use driftcron::snapshot::Snapshot;
@@ -35,7 +35,8 @@ struct SimRunner {
 }
 
 impl Runner for SimRunner {
-    fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+    fn run(&self, start: ExecStart<'_>) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+        let req = start.to_request();
         let clock = self.clock.clone();
         self.starts.lock().unwrap().push(Start {
             run_id: req.run_id(),
@@ -916,7 +917,7 @@ impl Drop for DropFlag {
 struct NeverEnds(Arc<std::sync::atomic::AtomicBool>);
 
 impl Runner for NeverEnds {
-    fn run(&self, _req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+    fn run(&self, _start: ExecStart<'_>) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
         let flag = DropFlag(Arc::clone(&self.0));
         Box::pin(async move {
             let _flag = flag;
@@ -952,4 +953,74 @@ async fn runs_end_with_a_scheduler_task_that_panics() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("the run outlived its scheduler task");
+}
+
+/// A run keeps the spec it was started with when an update replaces its
+/// job's (the scheduler holds no reference to the spec per run; an update
+/// hands the old one to the runs it orphans). The old timeout is its
+/// deadline and the old kill grace decides when it is leaked: with the new
+/// spec's 10 minutes of grace it would not be reported yet.
+#[tokio::test(start_paused = true)]
+async fn an_updated_jobs_run_keeps_the_spec_it_started_with() {
+    let h = Harness::new(config());
+    let v1 = jobs(&[(
+        "j.toml",
+        "schedule = \"0 0 * * *\"\ncommand = [\"sim\", \"1h\"]\ntimeout = \"50m\"\nkill_grace = \"5s\"\non_remove = \"drain\"\n",
+    )]);
+    h.sched.apply(create_all(&v1), "rev1").await.unwrap();
+    let id = JobId::parse("j").unwrap();
+    h.sched.trigger(&id).await.unwrap();
+    wait(1).await;
+    let v2 = jobs(&[(
+        "j.toml",
+        "schedule = \"0 0 * * *\"\ncommand = [\"sim\", \"1h\"]\ntimeout = \"5m\"\nkill_grace = \"10m\"\non_remove = \"drain\"\n",
+    )]);
+    let running: BTreeMap<JobId, u64> = v1
+        .iter()
+        .map(|(id, s)| (id.clone(), driftcron::plan::spec_digest(s)))
+        .collect();
+    let r = h.sched.apply(diff(&v2, &running), "rev2").await.unwrap();
+    assert_eq!((r.updated, r.draining), (1, 1));
+    let s = h.sched.state().await.unwrap();
+    let run = &s.job("j").unwrap().active[0];
+    assert_eq!(run.job, "j");
+    assert_eq!(
+        run.deadline,
+        Some(run.started + chrono::TimeDelta::minutes(50))
+    );
+    assert!(run.orphaned_since.is_some());
+    wait(10).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.leaked.len(), 1, "{:?}", s.leaked);
+    assert_eq!(
+        s.leaked[0].reason,
+        driftcron::scheduler::LeakReason::JobChanged
+    );
+    assert_eq!(
+        s.leaked[0].run_id.as_deref(),
+        Some(run.run_id.to_string().as_str())
+    );
+    let audit = h.sched.audit().await.unwrap();
+    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
+}
+
+/// A runner that keeps nothing of its start (no shared block, so no way to
+/// be told to stop) still cannot outlive a shutdown: it is reported as
+/// abandoned and dropped with its lane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_never_listens_is_dropped_at_shutdown() {
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = Scheduler::start_with_runner(
+        config(),
+        Arc::new(driftcron::scheduler::SystemClock),
+        Arc::new(NeverEnds(Arc::clone(&dropped))),
+    );
+    let j = jobs(&[("a.toml", "schedule = \"0 0 1 1 *\"\ncommand = [\"x\"]")]);
+    s.apply(create_all(&j), "r1").await.unwrap();
+    let run_id = s.trigger(&JobId::parse("a").unwrap()).await.unwrap();
+    let state = s.state().await.unwrap();
+    assert_eq!(state.job("a").unwrap().active[0].pid, 0);
+    let report = s.shutdown(Duration::from_millis(50)).await;
+    assert_eq!(report.abandoned, [run_id], "{report:?}");
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
 }

@@ -16,20 +16,21 @@ use std::time::Duration;
 use chrono::Utc;
 use driftcron::plan::{diff, spec_digest};
 use driftcron::scheduler::{
-    ExecRequest, ExecResult, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock,
+    ExecResult, ExecStart, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock,
 };
 use driftcron::snapshot::Snapshot;
 use driftcron::spec::{JobId, JobSpec, LoadOptions, load};
 
 struct R(AtomicU64);
 impl Runner for R {
-    fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+    fn run(&self, start: ExecStart<'_>) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
         let n = self.0.fetch_add(1, Ordering::Relaxed);
+        let shared = start.shared();
         Box::pin(async move {
             let d = Duration::from_millis(n * 7919 % 40);
             let outcome = tokio::select! {
                 _ = tokio::time::sleep(d) => if n % 3 == 0 { Outcome::Failed{code: Some(1), signal: None} } else { Outcome::Succeeded },
-                _ = req.shared.cancelled() => Outcome::Cancelled,
+                _ = shared.cancelled() => Outcome::Cancelled,
             };
             if n % 97 == 0 {
                 panic!("boom");

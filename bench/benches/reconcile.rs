@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use driftcron::reconcile::{Outcome as Reconciled, Reconciler};
 use driftcron::scheduler::{
-    ExecRequest, ExecResult, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock,
+    ExecResult, ExecStart, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock,
 };
 use driftcron::source::{
     Changes, FolderCache, FolderWatch, read_folder, read_folder_cached, read_folder_changed,
@@ -33,7 +33,7 @@ use driftcron::source::{
 struct Noop;
 
 impl Runner for Noop {
-    fn run(&self, _req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+    fn run(&self, _start: ExecStart<'_>) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
         Box::pin(async { ExecResult::ended(Outcome::Succeeded) })
     }
 }

@@ -20,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::clock::{Clock, delta};
-use super::executor::{ExecRequest, ExecResult, ExecShared, Outcome, group_alive, signal_group};
+use super::executor::{ExecResult, ExecShared, ExecStart, Outcome, group_alive, signal_group};
 use super::ids::{RunId, SpecDigest, run_id};
+use super::schedules::{ScheduleId, Schedules};
 use super::slab::Slab;
 use super::state::{
     ApplyReport, AuditReport, Counters, DURATION_BUCKETS, ExecutionState, JobCounts, JobFilter,
@@ -33,7 +34,6 @@ use super::timers::TimerIndex;
 use super::{Fault, Runner, SchedulerConfig, SchedulerError};
 use crate::plan::{Plan, spec_digest};
 use crate::spec::job::{CatchUp, Concurrency, JitterMode, OnRemove};
-use crate::spec::schedule::Schedule;
 use crate::spec::{JobId, JobSpec};
 use futures_util::FutureExt;
 
@@ -68,6 +68,9 @@ pub const SHUTDOWN_KILL_GRACE: Duration = Duration::from_secs(5);
 /// batches with completions drained in between, so finished executions
 /// are released as the burst goes instead of piling up until its end.
 const FIRE_BATCH: usize = 256;
+
+/// The revision runs see before the first apply.
+static NO_REVISION: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
 
 /// Violations remembered between two audits.
 const MAX_NOTICED: usize = 32;
@@ -285,6 +288,8 @@ struct Pending {
 /// until used, and the id is the spec's.
 struct JobEntry {
     spec: Arc<JobSpec>,
+    /// What a fire reads of the spec, copied here (see [`Timing`]).
+    timing: Timing,
     digest: u64,
     /// Bumped on each change of this job's spec (shown to users).
     generation: u32,
@@ -545,6 +550,77 @@ impl JobQueue {
     }
 }
 
+/// The fields of a spec that a fire reads, copied into its job's entry
+/// when it is applied. A burst walks the entries in timer order; the
+/// specs are allocations of their own, elsewhere, and reading one per
+/// fire was the largest single stall in a profile of a 100k-job burst
+/// (a quarter of `fire_due`'s own samples sat on the spec's first load).
+/// The schedule itself is held once per distinct schedule (see
+/// `schedules.rs`).
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    schedule: ScheduleId,
+    catch_up: CatchUp,
+    starting_deadline: Option<Duration>,
+    concurrency: Concurrency,
+    jitter: JobJitter,
+}
+
+/// A job's jitter as a fire needs it: the stable delay is a hash of the
+/// job id, worked out once here instead of on every re-arm.
+#[derive(Debug, Clone, Copy)]
+enum JobJitter {
+    None,
+    /// Milliseconds (the stable delay is whole milliseconds).
+    Stable(u64),
+    Random {
+        max_ms: u64,
+    },
+}
+
+impl Timing {
+    /// `spec`'s timing, counting the job as a user of its schedule in
+    /// `schedules` (released with [`Schedules::release`] when the entry
+    /// changes or goes).
+    fn of(spec: &JobSpec, schedules: &mut Schedules) -> Timing {
+        let jitter = if spec.jitter.max.is_zero() {
+            JobJitter::None
+        } else {
+            match spec.jitter.mode {
+                JitterMode::Stable => {
+                    JobJitter::Stable(spec.jitter.stable_delay(&spec.id).as_millis() as u64)
+                }
+                JitterMode::Random => JobJitter::Random {
+                    max_ms: (spec.jitter.max.as_millis() as u64).max(1),
+                },
+            }
+        };
+        Timing {
+            schedule: schedules.intern(spec.schedule),
+            catch_up: spec.catch_up,
+            starting_deadline: spec.starting_deadline,
+            concurrency: spec.concurrency,
+            jitter,
+        }
+    }
+
+    /// The delay added to a fire: the same one every time (stable), a
+    /// fresh one from `rng` (random), or none.
+    fn jitter(&self, rng: &mut u64) -> TimeDelta {
+        match self.jitter {
+            JobJitter::None => TimeDelta::zero(),
+            JobJitter::Stable(ms) => TimeDelta::milliseconds(ms as i64),
+            JobJitter::Random { max_ms } => {
+                // xorshift64: jitter needs spread, not secrecy.
+                *rng ^= *rng << 13;
+                *rng ^= *rng >> 7;
+                *rng ^= *rng << 17;
+                TimeDelta::milliseconds((*rng % max_ms) as i64)
+            }
+        }
+    }
+}
+
 impl JobEntry {
     fn id(&self) -> &JobId {
         &self.spec.id
@@ -563,10 +639,13 @@ impl JobEntry {
 /// alive at once than ever before (a hash map of records also grew later,
 /// when its tombstones ran out: a soak saw ~160 KB appear past its first
 /// readings).
+///
+/// It holds no reference to its spec while its job entry is still the
+/// version that started it (the entry's is read, see [`run_spec`]): a
+/// reference count per run on a spec's cold cache line was the largest
+/// cost of a fire after the fire itself. When the entry changes or goes,
+/// the run is orphaned and takes the old spec along (see [`Orphaned`]).
 struct ExecRecord {
-    /// The spec it runs: its id for display (the job may be deleted while
-    /// this run drains), its timeout and kill grace.
-    spec: Arc<JobSpec>,
     /// The registry slot it was started from (see `Pending::epoch`).
     handle: Handle,
     generation: u32,
@@ -575,8 +654,10 @@ struct ExecRecord {
     slot: DateTime<Utc>,
     started: DateTime<Utc>,
     manual: bool,
-    /// Cancellation, pid and grace, shared with the run.
-    shared: Arc<ExecShared>,
+    /// Cancellation, pid and grace, shared with the run: made when its
+    /// runner asks for them (see `ExecStart::shared`), so a runner that
+    /// keeps none costs no allocation and no reference count.
+    shared: std::cell::OnceCell<Arc<ExecShared>>,
     /// Set once the run is being stopped or left behind: boxed, as most
     /// runs never are, and a slab slot is paid per run alive at once.
     ending: Option<Box<Ending>>,
@@ -585,7 +666,16 @@ struct ExecRecord {
 #[derive(Debug, Default)]
 struct Ending {
     cancelling_since: Option<DateTime<Utc>>,
-    orphaned: Option<(DateTime<Utc>, LeakReason)>,
+    orphaned: Option<Orphaned>,
+}
+
+/// A run whose job left git or changed: since when, why, and the spec it
+/// was started with, which its entry no longer holds.
+#[derive(Debug)]
+struct Orphaned {
+    since: DateTime<Utc>,
+    why: LeakReason,
+    spec: Arc<JobSpec>,
 }
 
 impl ExecRecord {
@@ -594,20 +684,50 @@ impl ExecRecord {
     }
 
     fn orphaned(&self) -> Option<(DateTime<Utc>, LeakReason)> {
-        self.ending.as_ref().and_then(|e| e.orphaned)
+        self.ending
+            .as_ref()
+            .and_then(|e| e.orphaned.as_ref())
+            .map(|o| (o.since, o.why))
     }
 
     fn ending_mut(&mut self) -> &mut Ending {
         self.ending.get_or_insert_default()
     }
 
-    fn job(&self) -> &JobId {
-        &self.spec.id
+    /// Its process group (0 if it has none, or never asked for its shared
+    /// block and so cannot have told one).
+    fn pid(&self) -> u32 {
+        self.shared
+            .get()
+            .map_or(0, |s| s.pid.load(Ordering::SeqCst))
     }
 
-    fn run_id(&self) -> String {
-        run_id(self.job(), self.slot)
+    /// Asks the run to stop, if it listens (see `ExecStart::shared`).
+    fn cancel(&self) {
+        if let Some(s) = self.shared.get() {
+            s.cancel();
+        }
     }
+}
+
+/// The spec run `r` was started with: its orphan copy, or its job entry's
+/// while that entry is still the version (epoch) that started it. `None`
+/// only if an entry changed without orphaning its runs, which the audit
+/// reports.
+fn run_spec<'a>(jobs: &'a Registry, r: &'a ExecRecord) -> Option<&'a Arc<JobSpec>> {
+    match r.ending.as_ref().and_then(|e| e.orphaned.as_ref()) {
+        Some(o) => Some(&o.spec),
+        None => jobs
+            .get(r.handle)
+            .filter(|j| j.epoch == r.epoch)
+            .map(|j| &j.spec),
+    }
+}
+
+/// The run id of run `r`, or an empty string if its spec is lost (see
+/// [`run_spec`]).
+fn run_id_of_rec(jobs: &Registry, r: &ExecRecord) -> String {
+    run_spec(jobs, r).map_or_else(String::new, |s| run_id(&s.id, r.slot))
 }
 
 pub struct Core {
@@ -616,6 +736,8 @@ pub struct Core {
     runner: Arc<dyn Runner>,
     rx: mpsc::Receiver<Command>,
     jobs: Registry,
+    /// The jobs' schedules, once each (see [`Timing`]).
+    schedules: Schedules,
     timers: TimerIndex,
     execs: Slab<ExecRecord>,
     tasks: Tasks<ExecTask>,
@@ -637,7 +759,7 @@ pub struct Core {
     /// lanes when its batch ends (see there).
     defer_spawns: bool,
     /// The last slot computation (see [`Memo`]).
-    next_memo: Memo<(Schedule, DateTime<Utc>), Option<DateTime<Utc>>>,
+    next_memo: Memo<(ScheduleId, DateTime<Utc>), Option<DateTime<Utc>>>,
 }
 
 /// The last answer of a pure function, by argument. Jobs that share a
@@ -675,6 +797,7 @@ impl Core {
             runner,
             rx,
             jobs: Registry::default(),
+            schedules: Schedules::default(),
             timers: TimerIndex::default(),
             execs: Slab::default(),
             tasks: Tasks::new(),
@@ -794,10 +917,11 @@ impl Core {
         let Some(job) = self.jobs.slots.get_mut(h as usize).and_then(Option::as_mut) else {
             return;
         };
-        let next = self
-            .next_memo
-            .get((job.spec.schedule, after), |(s, t)| s.next_after(t));
-        let jitter = jitter_for(&mut self.rng, job.id(), &job.spec);
+        let schedules = &self.schedules;
+        let next = self.next_memo.get((job.timing.schedule, after), |(s, t)| {
+            schedules.get(s).next_after(t)
+        });
+        let jitter = job.timing.jitter(&mut self.rng);
         job.next_fire = next;
         let key = timer_key(h, TimerKind::Fire);
         match next {
@@ -824,7 +948,11 @@ impl Core {
                 Some((h, job)) => {
                     report.updated += 1;
                     // The id is the spec's, and the new spec's is equal.
-                    job.spec = spec.clone();
+                    // Its running runs take the old spec along.
+                    let old = std::mem::replace(&mut job.spec, spec.clone());
+                    let timing = Timing::of(&spec, &mut self.schedules);
+                    self.schedules
+                        .release(std::mem::replace(&mut job.timing, timing).schedule);
                     job.digest = digest;
                     job.generation = job.generation.saturating_add(1);
                     self.next_epoch += 1;
@@ -845,7 +973,7 @@ impl Core {
                             exec,
                             now,
                             LeakReason::JobChanged,
-                            spec.on_remove,
+                            (&old, spec.on_remove),
                             &mut report,
                         );
                     }
@@ -854,6 +982,7 @@ impl Core {
                 None => {
                     report.created += 1;
                     let h = self.jobs.insert(JobEntry {
+                        timing: Timing::of(&spec, &mut self.schedules),
                         spec,
                         digest,
                         generation: 1,
@@ -877,6 +1006,7 @@ impl Core {
                 continue;
             };
             report.deleted += 1;
+            self.schedules.release(job.timing.schedule);
             self.timers.remove(timer_key(h, TimerKind::Fire));
             self.timers.remove(timer_key(h, TimerKind::Retry));
             self.counters.dropped_on_change += job.queue.len() as u64;
@@ -885,7 +1015,7 @@ impl Core {
                     exec,
                     now,
                     LeakReason::JobRemoved,
-                    job.spec.on_remove,
+                    (&job.spec, job.spec.on_remove),
                     &mut report,
                 );
             }
@@ -900,12 +1030,14 @@ impl Core {
     }
 
     /// An execution whose job left or changed: cancel it or let it drain.
+    /// `started` is the spec it was started with (its entry's until now),
+    /// which it keeps from here on; `policy` is what to do with it.
     fn orphan(
         &mut self,
         exec: u64,
         now: DateTime<Utc>,
         why: LeakReason,
-        policy: OnRemove,
+        (started, policy): (&Arc<JobSpec>, OnRemove),
         report: &mut ApplyReport,
     ) {
         let Some(rec) = self.execs.get_mut(exec) else {
@@ -914,12 +1046,16 @@ impl Core {
         if rec.orphaned().is_some() {
             return;
         }
-        rec.ending_mut().orphaned = Some((now, why));
+        rec.ending_mut().orphaned = Some(Orphaned {
+            since: now,
+            why,
+            spec: Arc::clone(started),
+        });
         match policy {
             OnRemove::Cancel => {
                 report.cancelled += 1;
                 rec.ending_mut().cancelling_since.get_or_insert(now);
-                rec.shared.cancel();
+                rec.cancel();
             }
             OnRemove::Drain => report.draining += 1,
         }
@@ -1043,13 +1179,12 @@ impl Core {
             TimeDelta::zero()
         };
         let first_due = deadline.max(first);
-        // Copied out, not the spec's `Arc` cloned: an atomic increment and
-        // decrement per fire were half of this function's time in a burst.
-        let (schedule, catch_up, starting_deadline) = (
-            job.spec.schedule,
-            job.spec.catch_up,
-            job.spec.starting_deadline,
-        );
+        let Timing {
+            schedule,
+            catch_up,
+            starting_deadline,
+            ..
+        } = job.timing;
         let epoch = job.epoch;
         let threshold =
             TimeDelta::from_std(starting_deadline.unwrap_or(self.config.misfire_threshold))
@@ -1061,9 +1196,10 @@ impl Core {
         };
         // Common case first: one due slot, nothing to enumerate or allocate.
         if first_due <= now {
+            let schedules = &self.schedules;
             let next = self
                 .next_memo
-                .get((schedule, first), |(s, t)| s.next_after(t));
+                .get((schedule, first), |(s, t)| schedules.get(s).next_after(t));
             let after_now = |n: DateTime<Utc>| {
                 if jitter.is_zero() {
                     n > now
@@ -1095,6 +1231,7 @@ impl Core {
                 return;
             }
         }
+        let schedule = self.schedules.get(schedule);
         let mut due: VecDeque<DateTime<Utc>> = VecDeque::new();
         let mut total = 0usize;
         let mut slot = Some(first);
@@ -1200,7 +1337,7 @@ impl Core {
         };
         job.next_fire = next;
         if let Some(next) = next {
-            let jitter = jitter_for(&mut self.rng, job.id(), &job.spec);
+            let jitter = job.timing.jitter(&mut self.rng);
             // Most jobs have none, and chrono's addition is not free.
             let at = if jitter.is_zero() {
                 next
@@ -1229,7 +1366,7 @@ impl Core {
             return;
         }
         let busy = !job.running.is_empty();
-        match job.spec.concurrency {
+        match job.timing.concurrency {
             Concurrency::Forbid if busy => {
                 self.counters.skipped_forbid += 1;
                 tracing::info!(job = %job.id(), "run skipped: previous run still going (forbid)");
@@ -1255,7 +1392,7 @@ impl Core {
                         && rec.cancelling_since().is_none()
                     {
                         rec.ending_mut().cancelling_since = Some(now);
-                        rec.shared.cancel();
+                        rec.cancel();
                         self.counters.replaced += 1;
                     }
                 }
@@ -1283,35 +1420,35 @@ impl Core {
     }
 
     fn spawn(&mut self, p: Pending, now: DateTime<Utc>) {
-        let Some(job) = self.jobs.get_mut(p.job) else {
+        let Some(job) = self.jobs.get(p.job) else {
             return;
         };
-        let spec = job.spec.clone();
-        let job_generation = job.generation;
-        let shared = ExecShared::new(spec.kill_grace);
-        let req = ExecRequest {
-            scheduled_at: p.slot,
-            attempt: p.attempt,
-            revision: self.revision.clone().unwrap_or_else(|| Arc::from("")),
-            spec: spec.clone(),
-            shared: shared.clone(),
-        };
         let exec_id = self.execs.insert(ExecRecord {
-            spec,
             handle: p.job,
-            generation: job_generation,
+            generation: job.generation,
             epoch: p.epoch,
             attempt: p.attempt,
             slot: p.slot,
             started: now,
             manual: p.manual,
-            shared,
+            shared: std::cell::OnceCell::new(),
             ending: None,
         });
+        let Some(rec) = self.execs.get(exec_id) else {
+            return;
+        };
+        let start = ExecStart::new(
+            p.slot,
+            p.attempt,
+            self.revision.as_ref().unwrap_or(&NO_REVISION),
+            &job.spec,
+            &rec.shared,
+        );
         // A panicking runner ends its execution, not the scheduler: one
         // that panics before it even returns its future included (the
         // panic is handed on to the run, which `ExecTask` catches).
-        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| self.runner.run(req))) {
+        let runner = &self.runner;
+        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| runner.run(start))) {
             Ok(fut) => fut,
             Err(panic) => Box::pin(async move { std::panic::resume_unwind(panic) }),
         };
@@ -1319,7 +1456,9 @@ impl Core {
         if !self.defer_spawns {
             self.tasks.flush();
         }
-        job.running.push(exec_id);
+        if let Some(job) = self.jobs.get_mut(p.job) {
+            job.running.push(exec_id);
+        }
         self.running += 1;
         self.counters.started += 1;
         // Lateness is the scheduler's: a retry waits on purpose and a
@@ -1328,7 +1467,9 @@ impl Core {
             let late = delta(now, p.slot).num_milliseconds().max(0) as u64;
             self.counters.lateness.observe(&LATENESS_BUCKETS, late);
         }
-        if tracing::enabled!(tracing::Level::INFO) {
+        if tracing::enabled!(tracing::Level::INFO)
+            && let Some(job) = self.jobs.get(p.job)
+        {
             let run_id = run_id(job.id(), p.slot);
             tracing::info!(job = %job.id(), run_id = %run_id, attempt = p.attempt, "run started");
         }
@@ -1356,7 +1497,7 @@ impl Core {
         self.running -= 1;
         // The executor killed what the run left in its group; remember the
         // group only if something survived that, for the audit to chase.
-        let pid = rec.shared.pid.load(Ordering::SeqCst);
+        let pid = rec.pid();
         if pid != 0 && group_alive(pid) {
             self.groups.insert(pid, exec_id);
         }
@@ -1376,8 +1517,11 @@ impl Core {
         c.killed += u64::from(result.killed);
         c.stragglers_killed += u64::from(result.stragglers_killed);
         if tracing::enabled!(tracing::Level::INFO) {
+            let spec = run_spec(&self.jobs, &rec);
             tracing::info!(
-                job = %rec.job(), run_id = %rec.run_id(), outcome = result.outcome.name(),
+                job = %spec.map_or("?", |s| s.id.as_str()),
+                run_id = %run_id_of_rec(&self.jobs, &rec),
+                outcome = result.outcome.name(),
                 exit_code = ?match result.outcome {
                     Outcome::Failed { code, .. } => code,
                     Outcome::Succeeded => Some(0),
@@ -1449,7 +1593,7 @@ impl Core {
             let late = self
                 .jobs
                 .get(p.job)
-                .and_then(|j| j.spec.starting_deadline)
+                .and_then(|j| j.timing.starting_deadline)
                 .and_then(|d| TimeDelta::from_std(d).ok())
                 .is_some_and(|d| now - p.slot > d);
             if late {
@@ -1509,11 +1653,28 @@ impl Core {
         if filed != self.jobs.len() || self.jobs.values().count() != self.jobs.len() {
             v.push("job registry: id map and slots disagree".to_string());
         }
+        if !self.schedules.consistent() || self.schedules.users() != self.jobs.len() as u64 {
+            v.push(format!(
+                "schedule table: {} users for {} jobs, or its index disagrees",
+                self.schedules.users(),
+                self.jobs.len()
+            ));
+        }
         if self.execs.len() != self.tasks.len() {
             v.push(format!(
                 "tracked executions ({}) != owned tasks ({})",
                 self.execs.len(),
                 self.tasks.len()
+            ));
+        }
+        let unowned = self
+            .execs
+            .values()
+            .filter(|r| run_spec(&self.jobs, r).is_none())
+            .count();
+        if unowned > 0 {
+            v.push(format!(
+                "{unowned} execution(s) whose job version is gone but which were not orphaned"
             ));
         }
         let lost = self.tasks.lost_lanes();
@@ -1522,11 +1683,7 @@ impl Core {
                 "{lost} execution lane(s) ended on their own, taking their runs"
             ));
         }
-        let live: HashSet<u32> = self
-            .execs
-            .values()
-            .map(|r| r.shared.pid.load(Ordering::SeqCst))
-            .collect();
+        let live: HashSet<u32> = self.execs.values().map(ExecRecord::pid).collect();
         self.groups
             .retain(|pgid, _| live.contains(pgid) || group_alive(*pgid));
         for pgid in self.groups.keys() {
@@ -1583,16 +1740,16 @@ impl Core {
         let now = self.clock.now();
         let exec_state = |id: &u64| {
             let r = self.execs.get(*id)?;
+            let spec = run_spec(&self.jobs, r)?;
             Some(ExecutionState {
-                run_id: RunId::new(r.job().clone(), r.slot),
-                job: r.job().clone(),
-                pid: r.shared.pid.load(Ordering::SeqCst),
+                run_id: RunId::new(spec.id.clone(), r.slot),
+                job: spec.id.clone(),
+                pid: r.pid(),
                 attempt: r.attempt,
                 generation: u64::from(r.generation),
                 scheduled_at: r.slot,
                 started: r.started,
-                deadline: r
-                    .spec
+                deadline: spec
                     .timeout
                     .and_then(|t| TimeDelta::from_std(t).ok())
                     .map(|t| r.started + t),
@@ -1677,8 +1834,12 @@ impl Core {
         let mut out = Vec::new();
         let slack = TimeDelta::from_std(LEAK_SLACK).unwrap_or(TimeDelta::zero());
         for r in self.execs.values() {
-            let grace = TimeDelta::from_std(r.spec.kill_grace).unwrap_or(TimeDelta::zero());
-            let reason = match (r.orphaned(), r.spec.timeout) {
+            // A run whose spec is lost is reported by the audit.
+            let Some(spec) = run_spec(&self.jobs, r) else {
+                continue;
+            };
+            let grace = TimeDelta::from_std(spec.kill_grace).unwrap_or(TimeDelta::zero());
+            let reason = match (r.orphaned(), spec.timeout) {
                 // A drained run is unwanted once its grace is over; a
                 // cancelled one gets the slack that SIGKILL and reaping take.
                 (Some((since, why)), _)
@@ -1703,19 +1864,15 @@ impl Core {
             if let Some(reason) = reason {
                 out.push(LeakedTask {
                     reason,
-                    job: r.job().to_string(),
-                    run_id: Some(r.run_id()),
-                    pid: r.shared.pid.load(Ordering::SeqCst),
+                    job: spec.id.to_string(),
+                    run_id: Some(run_id(&spec.id, r.slot)),
+                    pid: r.pid(),
                     started: Some(r.started),
                     age_secs: (now - r.started).num_seconds(),
                 });
             }
         }
-        let live: HashSet<u32> = self
-            .execs
-            .values()
-            .map(|r| r.shared.pid.load(Ordering::SeqCst))
-            .collect();
+        let live: HashSet<u32> = self.execs.values().map(ExecRecord::pid).collect();
         for (pgid, _) in self.groups.iter().filter(|(p, _)| !live.contains(p)) {
             if group_alive(*pgid) {
                 out.push(LeakedTask {
@@ -1764,12 +1921,19 @@ impl Core {
             }
         }
         // Phase 2: cancel the rest with a bounded grace.
-        for rec in self.execs.values_mut() {
-            let grace = rec.spec.kill_grace.min(SHUTDOWN_KILL_GRACE);
-            rec.shared
+        for rec in self.execs.values() {
+            // A run that never asked for its shared block cannot be told;
+            // its lane drops it in phase 3.
+            let Some(shared) = rec.shared.get() else {
+                continue;
+            };
+            let grace = run_spec(&self.jobs, rec)
+                .map_or(SHUTDOWN_KILL_GRACE, |s| s.kill_grace)
+                .min(SHUTDOWN_KILL_GRACE);
+            shared
                 .grace_ms
                 .store(grace.as_millis() as u64, Ordering::SeqCst);
-            rec.shared.cancel();
+            shared.cancel();
         }
         if let Some(stray) = self.stray.take() {
             stray.cancel();
@@ -1792,14 +1956,15 @@ impl Core {
         }
         // Phase 3: whatever is left is killed and its lane aborted.
         for rec in self.execs.values() {
-            signal_group(rec.shared.pid.load(Ordering::SeqCst), libc::SIGKILL);
-            report.abandoned.push(rec.run_id());
+            signal_group(rec.pid(), libc::SIGKILL);
+            report.abandoned.push(run_id_of_rec(&self.jobs, rec));
         }
         let detached: Vec<Arc<ExecShared>> = self
             .execs
             .values()
-            .filter(|r| r.shared.is_detached())
-            .map(|r| Arc::clone(&r.shared))
+            .filter_map(|r| r.shared.get())
+            .filter(|s| s.is_detached())
+            .map(Arc::clone)
             .collect();
         for lane in self.abort_all() {
             // An aborted lane's runs are dropped once this returns.
@@ -1833,7 +1998,10 @@ impl Core {
     }
 
     fn run_id_of(&self, exec: u64) -> String {
-        self.execs.get(exec).map(|r| r.run_id()).unwrap_or_default()
+        self.execs
+            .get(exec)
+            .map(|r| run_id_of_rec(&self.jobs, r))
+            .unwrap_or_default()
     }
 }
 
@@ -1846,26 +2014,6 @@ fn output_preview(output: &[u8]) -> String {
     trimmed[start..].replace('\n', " | ")
 }
 
-/// The delay to add to a job's next slot: none, its stable delay, or a
-/// random one below its maximum.
-fn jitter_for(rng: &mut u64, id: &JobId, spec: &JobSpec) -> TimeDelta {
-    let max = spec.jitter.max;
-    if max.is_zero() {
-        return TimeDelta::zero();
-    }
-    let d = match spec.jitter.mode {
-        JitterMode::Stable => spec.jitter.stable_delay(id),
-        JitterMode::Random => {
-            // xorshift64: jitter needs spread, not secrecy.
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            Duration::from_millis(*rng % (max.as_millis().max(1) as u64))
-        }
-    };
-    TimeDelta::from_std(d).unwrap_or(TimeDelta::zero())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1874,7 +2022,7 @@ mod tests {
     struct DoneAtOnce;
 
     impl Runner for DoneAtOnce {
-        fn run(&self, _req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+        fn run(&self, _start: ExecStart<'_>) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
             Box::pin(std::future::ready(ExecResult::ended(Outcome::Succeeded)))
         }
     }

@@ -17,6 +17,7 @@ pub mod clock;
 mod core;
 pub mod executor;
 pub mod ids;
+mod schedules;
 mod slab;
 pub mod state;
 mod tasks;
@@ -33,7 +34,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 pub use clock::{Clock, SystemClock, TestClock};
 pub use core::{LEAK_SLACK, MAX_SLEEP, OUTCOME_RING, SHUTDOWN_KILL_GRACE, SHUTDOWN_REAP};
-pub use executor::{ExecRequest, ExecResult, Outcome};
+pub use executor::{ExecRequest, ExecResult, ExecStart, Outcome};
 pub use ids::{RunId, SpecDigest, run_id};
 pub use state::{
     ApplyReport, AuditReport, Counters, JobFilter, LeakReason, RunningState, ShutdownReport,
@@ -113,8 +114,12 @@ pub enum Fault {
 /// block belongs in a task of the run's own, held so that dropping the
 /// future aborts it, and owning the run's [`ExecShared::detach`] guard so
 /// that shutdown can wait for it to be gone, as [`ProcessRunner`] does.
+///
+/// A runner takes from the [`ExecStart`] what its future keeps:
+/// [`ExecStart::to_request`] for everything, [`ExecStart::shared`] for
+/// cancellation alone.
 pub trait Runner: Send + Sync + 'static {
-    fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>>;
+    fn run(&self, start: ExecStart<'_>) -> Pin<Box<dyn Future<Output = ExecResult> + Send>>;
 }
 
 /// The production runner: child processes in their own process group.
@@ -128,7 +133,8 @@ impl Runner for ProcessRunner {
     /// owns it: dropping the run aborts the task, and an aborted task
     /// drops its child, which kills the child's process group. A tokio
     /// task is nothing next to a process.
-    fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+    fn run(&self, start: ExecStart<'_>) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+        let req = start.to_request();
         // Shutdown waits for the guard: an aborted task stops only at its
         // next await (after a fork in progress, say).
         let detached = req.shared.detach();

@@ -97,10 +97,6 @@ impl<T> Slab<T> {
         self.slots.iter().filter_map(|s| s.value.as_ref())
     }
 
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.slots.iter_mut().filter_map(|s| s.value.as_mut())
-    }
-
     /// Empties every slot (their room stays, as after any run).
     pub fn clear(&mut self) {
         for (at, slot) in self.slots.iter_mut().enumerate() {

@@ -15,7 +15,7 @@ use apalis::prelude::{Event, Monitor, WorkerBuilder};
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
 use driftcron::scheduler::{
-    ExecRequest, ExecResult, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock,
+    ExecResult, ExecStart, Outcome, Runner, Scheduler, SchedulerConfig, SystemClock,
 };
 use driftcron::snapshot::{Snapshot, SourceFile};
 use driftcron::spec::{self, LoadOptions};
@@ -125,8 +125,8 @@ fn job_toml(i: usize, schedule: &str) -> String {
 struct NoopRunner;
 
 impl Runner for NoopRunner {
-    fn run(&self, req: ExecRequest) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
-        let slot = req.scheduled_at.timestamp_micros();
+    fn run(&self, start: ExecStart<'_>) -> Pin<Box<dyn Future<Output = ExecResult> + Send>> {
+        let slot = start.scheduled_at.timestamp_micros();
         Box::pin(async move {
             measure::record_slot(slot, now_us());
             ExecResult::ended(Outcome::Succeeded)
