@@ -556,25 +556,45 @@ impl JobQueue {
 /// fire was the largest single stall in a profile of a 100k-job burst
 /// (a quarter of `fire_due`'s own samples sat on the spec's first load).
 /// The schedule itself is held once per distinct schedule (see
-/// `schedules.rs`).
+/// `schedules.rs`). Every job pays for this, so it is packed: 40 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     schedule: ScheduleId,
     catch_up: CatchUp,
-    starting_deadline: Option<Duration>,
+    starting_deadline: StartingDeadline,
     concurrency: Concurrency,
     jitter: JobJitter,
 }
 
-/// A job's jitter as a fire needs it: the stable delay is a hash of the
-/// job id, worked out once here instead of on every re-arm.
+/// `starting_deadline` in nanoseconds, `u64::MAX` for none: 8 bytes where
+/// an `Option<Duration>` takes 16. A validated spec's is at most 366 days
+/// (~3.2e16 ns); a longer one saturates to "none", which it may as well be.
+#[derive(Debug, Clone, Copy)]
+struct StartingDeadline(u64);
+
+impl StartingDeadline {
+    fn of(d: Option<Duration>) -> Self {
+        StartingDeadline(d.map_or(u64::MAX, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        }))
+    }
+
+    fn get(self) -> Option<Duration> {
+        (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
+    }
+}
+
+/// A job's jitter as a fire needs it, in milliseconds: the stable delay
+/// is a hash of the job id, worked out once here instead of on every
+/// re-arm. A validated spec's jitter is at most 24 hours, well within
+/// `u32` milliseconds (longer ones saturate).
 #[derive(Debug, Clone, Copy)]
 enum JobJitter {
     None,
-    /// Milliseconds (the stable delay is whole milliseconds).
-    Stable(u64),
+    /// The stable delay (whole milliseconds).
+    Stable(u32),
     Random {
-        max_ms: u64,
+        max_ms: u32,
     },
 }
 
@@ -587,18 +607,16 @@ impl Timing {
             JobJitter::None
         } else {
             match spec.jitter.mode {
-                JitterMode::Stable => {
-                    JobJitter::Stable(spec.jitter.stable_delay(&spec.id).as_millis() as u64)
-                }
+                JitterMode::Stable => JobJitter::Stable(ms_u32(spec.jitter.stable_delay(&spec.id))),
                 JitterMode::Random => JobJitter::Random {
-                    max_ms: (spec.jitter.max.as_millis() as u64).max(1),
+                    max_ms: ms_u32(spec.jitter.max).max(1),
                 },
             }
         };
         Timing {
             schedule: schedules.intern(spec.schedule),
             catch_up: spec.catch_up,
-            starting_deadline: spec.starting_deadline,
+            starting_deadline: StartingDeadline::of(spec.starting_deadline),
             concurrency: spec.concurrency,
             jitter,
         }
@@ -609,16 +627,21 @@ impl Timing {
     fn jitter(&self, rng: &mut u64) -> TimeDelta {
         match self.jitter {
             JobJitter::None => TimeDelta::zero(),
-            JobJitter::Stable(ms) => TimeDelta::milliseconds(ms as i64),
+            JobJitter::Stable(ms) => TimeDelta::milliseconds(i64::from(ms)),
             JobJitter::Random { max_ms } => {
                 // xorshift64: jitter needs spread, not secrecy.
                 *rng ^= *rng << 13;
                 *rng ^= *rng >> 7;
                 *rng ^= *rng << 17;
-                TimeDelta::milliseconds((*rng % max_ms) as i64)
+                TimeDelta::milliseconds((*rng % u64::from(max_ms)) as i64)
             }
         }
     }
+}
+
+/// Whole milliseconds of `d`, saturating at `u32::MAX` (~49 days).
+fn ms_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 impl JobEntry {
@@ -1186,9 +1209,12 @@ impl Core {
             ..
         } = job.timing;
         let epoch = job.epoch;
-        let threshold =
-            TimeDelta::from_std(starting_deadline.unwrap_or(self.config.misfire_threshold))
-                .unwrap_or(TimeDelta::MAX);
+        let threshold = TimeDelta::from_std(
+            starting_deadline
+                .get()
+                .unwrap_or(self.config.misfire_threshold),
+        )
+        .unwrap_or(TimeDelta::MAX);
         // Enumerate due slots, keeping only as many as the policy may run.
         let keep = match catch_up {
             CatchUp::All { max } => max.get() as usize + 1,
@@ -1593,7 +1619,7 @@ impl Core {
             let late = self
                 .jobs
                 .get(p.job)
-                .and_then(|j| j.timing.starting_deadline)
+                .and_then(|j| j.timing.starting_deadline.get())
                 .and_then(|d| TimeDelta::from_std(d).ok())
                 .is_some_and(|d| now - p.slot > d);
             if late {
