@@ -25,8 +25,8 @@ use super::ids::{RunId, SpecDigest, run_id};
 use super::schedules::{ScheduleId, Schedules};
 use super::slab::Slab;
 use super::state::{
-    ApplyReport, AuditReport, Counters, DURATION_BUCKETS, ExecutionState, JobCounts, JobFilter,
-    JobState, LATENESS_BUCKETS, LeakReason, LeakedTask, OutcomeRecord, RunningState,
+    ApplyReport, AuditReport, Counters, DURATION_BUCKETS_MS, ExecutionState, JobCounts, JobFilter,
+    JobState, LATENESS_BUCKETS_MS, LeakReason, LeakedTask, OutcomeRecord, RunningState,
     ShutdownReport,
 };
 use super::tasks::{Tasks, panic_message};
@@ -1491,7 +1491,7 @@ impl Core {
         // manual trigger has no slot to be late for.
         if p.attempt == 1 && !p.manual {
             let late = delta(now, p.slot).num_milliseconds().max(0) as u64;
-            self.counters.lateness.observe(&LATENESS_BUCKETS, late);
+            self.counters.lateness.observe(&LATENESS_BUCKETS_MS, late);
         }
         if tracing::enabled!(tracing::Level::INFO)
             && let Some(job) = self.jobs.get(p.job)
@@ -1538,7 +1538,7 @@ impl Core {
         // A run that never started has no duration.
         if !matches!(result.outcome, Outcome::SpawnFailed(_)) {
             let took = delta(ended_at, rec.started).num_milliseconds().max(0) as u64;
-            c.duration.observe(&DURATION_BUCKETS, took);
+            c.duration.observe(&DURATION_BUCKETS_MS, took);
         }
         c.killed += u64::from(result.killed);
         c.stragglers_killed += u64::from(result.stragglers_killed);

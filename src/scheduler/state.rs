@@ -18,6 +18,26 @@ pub const DURATION_BUCKETS: [f64; 10] = [
     0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
 ];
 
+/// [`LATENESS_BUCKETS`] in milliseconds, what a run is observed in: an
+/// observation per run compares integers, where converting each to
+/// seconds was a floating-point division per run (a tenth of a run's end
+/// in a profile). Every bound is a whole number of milliseconds (tested).
+pub const LATENESS_BUCKETS_MS: [u64; 10] = ms_bounds(&LATENESS_BUCKETS);
+
+/// [`DURATION_BUCKETS`] in milliseconds (see [`LATENESS_BUCKETS_MS`]).
+pub const DURATION_BUCKETS_MS: [u64; 10] = ms_bounds(&DURATION_BUCKETS);
+
+const fn ms_bounds(secs: &[f64; 10]) -> [u64; 10] {
+    let mut ms = [0; 10];
+    let mut i = 0;
+    while i < 10 {
+        // Rounded: 0.005 s is not exactly representable, 5 ms is.
+        ms[i] = (secs[i] * 1000.0 + 0.5) as u64;
+        i += 1;
+    }
+    ms
+}
+
 /// A fixed-size histogram owned by the scheduler task (no atomics: one
 /// writer). Cumulative since start, like the counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,13 +51,13 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Records one observation of `ms` milliseconds against `bounds`.
-    pub fn observe(&mut self, bounds: &[f64; 10], ms: u64) {
-        let secs = ms as f64 / 1000.0;
-        let i = bounds
+    /// Records one observation of `ms` milliseconds against `bounds_ms`
+    /// (upper bounds in milliseconds, such as [`LATENESS_BUCKETS_MS`]).
+    pub fn observe(&mut self, bounds_ms: &[u64; 10], ms: u64) {
+        let i = bounds_ms
             .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(bounds.len());
+            .position(|b| ms <= *b)
+            .unwrap_or(bounds_ms.len());
         self.buckets[i] += 1;
         self.sum_ms = self.sum_ms.saturating_add(ms);
         self.count += 1;
@@ -268,4 +288,34 @@ pub struct ShutdownReport {
     pub abandoned: Vec<String>,
     /// Queued runs dropped.
     pub dropped_queued: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The integer bounds pick the bucket the seconds did: the old rule
+    /// (`ms / 1000.0 <= bound`) over every millisecond around each bound.
+    #[test]
+    fn millisecond_bounds_pick_the_buckets_seconds_did() {
+        for (secs, ms) in [
+            (LATENESS_BUCKETS, LATENESS_BUCKETS_MS),
+            (DURATION_BUCKETS, DURATION_BUCKETS_MS),
+        ] {
+            for (b, m) in secs.iter().zip(ms) {
+                assert_eq!(*b * 1000.0, m as f64, "{b} s is a whole number of ms");
+            }
+            let around = ms.iter().flat_map(|m| m.saturating_sub(2)..m + 3);
+            for v in (0..50).chain(around).chain([u64::MAX / 2]) {
+                let by_secs = secs
+                    .iter()
+                    .position(|b| v as f64 / 1000.0 <= *b)
+                    .unwrap_or(10);
+                let mut h = Histogram::default();
+                h.observe(&ms, v);
+                assert_eq!(h.buckets[by_secs], 1, "{v} ms");
+                assert_eq!((h.count, h.sum_ms), (1, v));
+            }
+        }
+    }
 }
