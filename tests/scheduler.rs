@@ -1024,3 +1024,39 @@ async fn a_run_that_never_listens_is_dropped_at_shutdown() {
     assert_eq!(report.abandoned, [run_id], "{report:?}");
     assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
 }
+
+/// Schedules are held once each and named by a reused id (see
+/// `schedules.rs`): a job created, at the same instant, after the last
+/// user of another schedule went gets that schedule's id, and must get its
+/// own next slot, not the one remembered for the old schedule.
+#[tokio::test(start_paused = true)]
+async fn a_new_schedule_in_a_freed_slot_gets_its_own_next_fire() {
+    let h = Harness::new(config());
+    let a = jobs(&[(
+        "a.toml",
+        "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+    )]);
+    h.sched.apply(create_all(&a), "rev1").await.unwrap();
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(
+        s.job("a").unwrap().next_fire,
+        Some(at("2026-06-01T01:00:00Z"))
+    );
+    let gone = Plan {
+        delete: a.keys().cloned().collect(),
+        ..Plan::default()
+    };
+    h.sched.apply(gone, "rev2").await.unwrap();
+    let b = jobs(&[(
+        "b.toml",
+        "schedule = \"30 * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+    )]);
+    h.sched.apply(create_all(&b), "rev3").await.unwrap();
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(
+        s.job("b").unwrap().next_fire,
+        Some(at("2026-06-01T00:30:00Z"))
+    );
+    let audit = h.sched.audit().await.unwrap();
+    assert!(audit.violations.is_empty(), "{:?}", audit.violations);
+}

@@ -781,29 +781,6 @@ pub struct Core {
     /// Set while `fire_due` runs: executions started are handed to their
     /// lanes when its batch ends (see there).
     defer_spawns: bool,
-    /// The last slot computation (see [`Memo`]).
-    next_memo: Memo<(ScheduleId, DateTime<Utc>), Option<DateTime<Utc>>>,
-}
-
-/// The last answer of a pure function, by argument. Jobs that share a
-/// schedule come due together (every job on `0 * * * *` at the top of the
-/// hour) and are fired one after another, so consecutive fires ask the same
-/// question: the slot after this one. Evaluating a cron expression costs
-/// more than the rest of a fire; comparing the arguments costs a few
-/// instructions.
-struct Memo<A, V>(Option<(A, V)>);
-
-impl<A: PartialEq + Copy, V: Copy> Memo<A, V> {
-    fn get(&mut self, arg: A, f: impl FnOnce(A) -> V) -> V {
-        match self.0 {
-            Some((a, v)) if a == arg => v,
-            _ => {
-                let v = f(arg);
-                self.0 = Some((arg, v));
-                v
-            }
-        }
-    }
 }
 
 impl Core {
@@ -835,7 +812,6 @@ impl Core {
             noticed: Vec::new(),
             rng: seed,
             defer_spawns: false,
-            next_memo: Memo(None),
         }
     }
 
@@ -940,10 +916,7 @@ impl Core {
         let Some(job) = self.jobs.slots.get_mut(h as usize).and_then(Option::as_mut) else {
             return;
         };
-        let schedules = &self.schedules;
-        let next = self.next_memo.get((job.timing.schedule, after), |(s, t)| {
-            schedules.get(s).next_after(t)
-        });
+        let next = self.schedules.next_after(job.timing.schedule, after);
         let jitter = job.timing.jitter(&mut self.rng);
         job.next_fire = next;
         let key = timer_key(h, TimerKind::Fire);
@@ -1222,10 +1195,7 @@ impl Core {
         };
         // Common case first: one due slot, nothing to enumerate or allocate.
         if first_due <= now {
-            let schedules = &self.schedules;
-            let next = self
-                .next_memo
-                .get((schedule, first), |(s, t)| schedules.get(s).next_after(t));
+            let next = self.schedules.next_after(schedule, first);
             let after_now = |n: DateTime<Utc>| {
                 if jitter.is_zero() {
                     n > now

@@ -6,11 +6,14 @@
 //! spec, it is a cold cache line a fire (see `Timing` in `core.rs`). Here
 //! it is 4 bytes a job, and the few schedules a repository uses stay in
 //! cache. Jobs that share a schedule share an id, so the slot memo
-//! compares ids instead of whole schedules.
+//! (see [`Schedules::next_after`]) compares ids instead of whole
+//! schedules.
 //!
 //! Bounded: a schedule is counted by the jobs that use it and released
 //! with the last of them; its slot is reused. The table is never larger
 //! than the most distinct schedules alive at once.
+
+use chrono::{DateTime, Utc};
 
 use crate::fxhash::FxHashMap;
 use crate::spec::schedule::Schedule;
@@ -31,6 +34,9 @@ pub(super) struct Schedules {
     slots: Vec<Slot>,
     by_value: FxHashMap<Schedule, ScheduleId>,
     free: Vec<ScheduleId>,
+    /// The last slot computed: `(id, after, next)`. Forgotten when `id` is
+    /// freed, since the id may then name another schedule.
+    last: Option<(ScheduleId, DateTime<Utc>, Option<DateTime<Utc>>)>,
 }
 
 impl Schedules {
@@ -70,7 +76,28 @@ impl Schedules {
         if slot.users == 0 {
             self.by_value.remove(&slot.schedule);
             self.free.push(id);
+            if self.last.is_some_and(|(l, _, _)| l == id) {
+                self.last = None;
+            }
         }
+    }
+
+    /// The first slot of schedule `id` after `after`, remembering the last
+    /// answer. Jobs that share a schedule come due together (every job on
+    /// `0 * * * *` at the top of the hour) and are fired one after
+    /// another, so consecutive fires ask the same question. Evaluating a
+    /// cron expression costs more than the rest of a fire; comparing an id
+    /// and an instant costs a few instructions.
+    pub fn next_after(&mut self, id: ScheduleId, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if let Some((l, a, next)) = self.last
+            && l == id
+            && a == after
+        {
+            return next;
+        }
+        let next = self.get(id).next_after(after);
+        self.last = Some((id, after, next));
+        next
     }
 
     pub fn get(&self, id: ScheduleId) -> Schedule {
@@ -132,5 +159,25 @@ mod tests {
         t.release(a1);
         assert_eq!(t.users(), 1);
         assert!(t.consistent());
+    }
+
+    /// Found by review: the memo is keyed by id, and a freed id is reused
+    /// for the next new schedule, which must not get the old one's slot.
+    #[test]
+    fn a_reused_id_does_not_answer_with_the_old_schedules_slot() {
+        let mut t = Schedules::default();
+        let t0: DateTime<Utc> = "2026-06-01T00:00:00Z".parse().unwrap();
+        let hourly = t.intern(parse("0 * * * *"));
+        assert_eq!(
+            t.next_after(hourly, t0),
+            Some(t0 + chrono::TimeDelta::hours(1))
+        );
+        t.release(hourly);
+        let half = t.intern(parse("30 * * * *"));
+        assert_eq!(half, hourly, "the freed id is reused");
+        assert_eq!(
+            t.next_after(half, t0),
+            Some(t0 + chrono::TimeDelta::minutes(30))
+        );
     }
 }
