@@ -1006,7 +1006,8 @@ async fn an_updated_jobs_run_keeps_the_spec_it_started_with() {
 
 /// A runner that keeps nothing of its start (no shared block, so no way to
 /// be told to stop) still cannot outlive a shutdown: it is reported as
-/// abandoned and dropped with its lane.
+/// abandoned and dropped with its lane, without a wait for a cancel it
+/// cannot hear (found by review).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_never_listens_is_dropped_at_shutdown() {
     let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1020,8 +1021,12 @@ async fn a_run_that_never_listens_is_dropped_at_shutdown() {
     let run_id = s.trigger(&JobId::parse("a").unwrap()).await.unwrap();
     let state = s.state().await.unwrap();
     assert_eq!(state.job("a").unwrap().active[0].pid, 0);
+    let t0 = std::time::Instant::now();
     let report = s.shutdown(Duration::from_millis(50)).await;
     assert_eq!(report.abandoned, [run_id], "{report:?}");
+    // Nothing could tell it to stop, so shutdown does not wait out the
+    // cancel phase's grace (7 s) before dropping it.
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
 }
 

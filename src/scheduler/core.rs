@@ -568,14 +568,16 @@ struct Timing {
 
 /// `starting_deadline` in nanoseconds, `u64::MAX` for none: 8 bytes where
 /// an `Option<Duration>` takes 16. A validated spec's is at most 366 days
-/// (~3.2e16 ns); a longer one saturates to "none", which it may as well be.
+/// (~3.2e16 ns); a longer one saturates just below the sentinel (584
+/// years: never missed, as before), not to "none", which would mean the
+/// short default.
 #[derive(Debug, Clone, Copy)]
 struct StartingDeadline(u64);
 
 impl StartingDeadline {
     fn of(d: Option<Duration>) -> Self {
         StartingDeadline(d.map_or(u64::MAX, |d| {
-            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+            u64::try_from(d.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1))
         }))
     }
 
@@ -747,10 +749,16 @@ fn run_spec<'a>(jobs: &'a Registry, r: &'a ExecRecord) -> Option<&'a Arc<JobSpec
     }
 }
 
-/// The run id of run `r`, or an empty string if its spec is lost (see
-/// [`run_spec`]).
+/// The run id of run `r`; `?@<slot>` if its spec is lost (see
+/// [`run_spec`]; the audit reports it).
 fn run_id_of_rec(jobs: &Registry, r: &ExecRecord) -> String {
-    run_spec(jobs, r).map_or_else(String::new, |s| run_id(&s.id, r.slot))
+    match run_spec(jobs, r) {
+        Some(s) => run_id(&s.id, r.slot),
+        None => format!(
+            "?@{}",
+            r.slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ),
+    }
 }
 
 pub struct Core {
@@ -1931,11 +1939,14 @@ impl Core {
                 .store(grace.as_millis() as u64, Ordering::SeqCst);
             shared.cancel();
         }
-        if let Some(stray) = self.stray.take() {
-            stray.cancel();
-        }
+        let stray_told = self.stray.take().inspect(|s| s.cancel()).is_some();
+        // Only runs that were told can end because of it: once none is
+        // left, waiting out the grace for the others would only delay
+        // phase 3, which drops them.
         let until = Instant::now() + SHUTDOWN_KILL_GRACE + Duration::from_secs(2);
-        while !self.tasks.is_empty() {
+        while !self.tasks.is_empty()
+            && (stray_told || self.execs.values().any(|r| r.shared.get().is_some()))
+        {
             tokio::select! {
                 // Ends already in are taken first: a run that ended counts
                 // as drained, even with a deadline that has passed.
