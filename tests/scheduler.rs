@@ -651,6 +651,43 @@ async fn audit_finds_injected_leaks() {
     assert!(h.sched.state().await.unwrap().counters.audit_violations >= 2);
 }
 
+/// A run reads its spec from its job's entry while the entry is the version
+/// that started it, and a schedule is held once, counted by its jobs: an
+/// entry that moved on without orphaning its runs, and a count that no job
+/// accounts for, are each found by the audit.
+#[tokio::test(start_paused = true)]
+async fn audit_finds_lost_specs_and_stale_schedule_users() {
+    use driftcron::scheduler::Fault;
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"1h\"]\n",
+    )])
+    .await;
+    h.sched.trigger(&JobId::parse("j").unwrap()).await.unwrap();
+    wait(1).await;
+    assert!(h.sched.audit().await.unwrap().violations.is_empty());
+    h.sched.inject(Fault::StaleScheduleUser).await.unwrap();
+    let all = h.sched.audit().await.unwrap().violations.join("\n");
+    assert!(all.contains("schedule table: 2 users for 1 jobs"), "{all}");
+    h.sched.inject(Fault::UnorphanedRuns).await.unwrap();
+    let all = h.sched.audit().await.unwrap().violations.join("\n");
+    assert!(
+        all.contains("1 execution(s) whose job version is gone but which were not orphaned"),
+        "{all}"
+    );
+    // The lost run still counts as running and is still stopped at
+    // shutdown, named by its slot alone.
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.running, 1);
+    let report = h.sched.shutdown(Duration::from_millis(10)).await;
+    assert_eq!(
+        report.drained + report.cancelled + report.abandoned.len(),
+        1,
+        "{report:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn jitter_longer_than_the_period_is_not_a_misfire() {
     let h = Harness::new(config());

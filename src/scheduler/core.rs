@@ -1737,6 +1737,17 @@ impl Core {
             Fault::OrphanProcessGroup(pgid) => {
                 self.groups.insert(pgid, 0);
             }
+            Fault::UnorphanedRuns => {
+                for job in self.jobs.values_mut() {
+                    self.next_epoch += 1;
+                    job.epoch = self.next_epoch;
+                }
+            }
+            Fault::StaleScheduleUser => {
+                if let Some(job) = self.jobs.values().next() {
+                    self.schedules.intern(job.spec.schedule);
+                }
+            }
         }
     }
 

@@ -100,6 +100,13 @@ pub enum Fault {
     UntrackedTask,
     /// A live process group recorded as started but with no execution.
     OrphanProcessGroup(u32),
+    /// Every job's version moves on (its epoch) without its running runs
+    /// being orphaned: they lose the spec they run (an update that forgot
+    /// to hand the old spec over).
+    UnorphanedRuns,
+    /// One user of a schedule counted that no job is (a removal that
+    /// forgot to release its schedule).
+    StaleScheduleUser,
 }
 
 /// Runs executions. The scheduler decides *when*; a runner decides *how*.
