@@ -1936,6 +1936,7 @@ impl Core {
             }
         }
         // Phase 2: cancel the rest with a bounded grace.
+        let mut told = 0usize;
         for rec in self.execs.values() {
             // A run that never asked for its shared block cannot be told;
             // its lane drops it in phase 3.
@@ -1949,15 +1950,15 @@ impl Core {
                 .grace_ms
                 .store(grace.as_millis() as u64, Ordering::SeqCst);
             shared.cancel();
+            told += 1;
         }
         let stray_told = self.stray.take().inspect(|s| s.cancel()).is_some();
         // Only runs that were told can end because of it: once none is
         // left, waiting out the grace for the others would only delay
-        // phase 3, which drops them.
+        // phase 3, which drops them. Counted down as they end, not found
+        // by a scan of every run per end.
         let until = Instant::now() + SHUTDOWN_KILL_GRACE + Duration::from_secs(2);
-        while !self.tasks.is_empty()
-            && (stray_told || self.execs.values().any(|r| r.shared.get().is_some()))
-        {
+        while !self.tasks.is_empty() && (stray_told || told > 0) {
             tokio::select! {
                 // Ends already in are taken first: a run that ended counts
                 // as drained, even with a deadline that has passed.
@@ -1966,6 +1967,9 @@ impl Core {
                     match &done {
                         (exec, Ok(r)) if r.killed => report.killed.push(self.run_id_of(*exec)),
                         _ => report.cancelled += 1,
+                    }
+                    if self.execs.get(done.0).is_some_and(|r| r.shared.get().is_some()) {
+                        told = told.saturating_sub(1);
                     }
                     self.finished(done, self.clock.now());
                 }
