@@ -14,8 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use driftcron::plan::{Plan, diff};
 use driftcron::scheduler::{
-    Clock, ExecResult, ExecStart, OUTCOME_RING, Outcome, Runner, Scheduler, SchedulerConfig,
-    SchedulerError, TestClock,
+    Clock, ExecResult, ExecStart, JobFilter, OUTCOME_RING, Outcome, Runner, Scheduler,
+    SchedulerConfig, SchedulerError, TestClock,
 };
 use driftcron::snapshot::Snapshot;
 use driftcron::spec::{JobId, JobSpec, LoadOptions, load};
@@ -564,6 +564,75 @@ async fn suspend_resume_and_trigger() {
         h.sched.trigger(&unknown).await,
         Err(SchedulerError::UnknownJob("nope".into()))
     );
+}
+
+/// A full snapshot holds every job's outcomes in one buffer (see
+/// `SharedSlice`): its allocations do not grow with the number of jobs, so
+/// a reader's drop leaves no holes in the heap. Each job still reads its
+/// own outcomes, oldest first.
+#[tokio::test(start_paused = true)]
+async fn a_snapshots_outcomes_share_one_buffer() {
+    let h = Harness::new(config());
+    h.apply(&[
+        (
+            "a.toml",
+            "schedule = \"* * * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+        ),
+        (
+            "b.toml",
+            "schedule = \"*/2 * * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+        ),
+        (
+            "c.toml",
+            "schedule = \"0 0 0 1 1 *\"\ncommand = [\"sim\", \"0s\"]\n",
+        ),
+        (
+            "d.toml",
+            "schedule = \"*/3 * * * * *\"\ncommand = [\"sim\", \"0s\"]\n",
+        ),
+    ])
+    .await;
+    wait(5).await;
+    let s = h.sched.state().await.unwrap();
+    let lens: Vec<usize> = s.jobs.iter().map(|j| j.recent.len()).collect();
+    assert!(
+        lens[0] > lens[1] && lens[1] > lens[3] && lens[3] > 0,
+        "{lens:?}"
+    );
+    assert_eq!(lens[2], 0);
+    // Laid end to end in memory, in some order: one buffer.
+    let mut parts: Vec<(usize, usize)> = s
+        .jobs
+        .iter()
+        .filter(|j| !j.recent.is_empty())
+        .map(|j| (j.recent.as_ptr() as usize, j.recent.len()))
+        .collect();
+    parts.sort();
+    let size = std::mem::size_of_val(&s.jobs[0].recent[0]);
+    for w in parts.windows(2) {
+        assert_eq!(w[0].0 + w[0].1 * size, w[1].0, "{parts:?}");
+    }
+    for j in &s.jobs {
+        let run_ids: Vec<String> = j.recent.iter().map(|r| r.run_id.to_string()).collect();
+        assert!(
+            run_ids.iter().all(|r| r.starts_with(&format!("{}@", j.id))),
+            "{run_ids:?}"
+        );
+        assert!(
+            j.recent
+                .windows(2)
+                .all(|w| w[0].run_id.slot() < w[1].run_id.slot()),
+            "oldest first: {run_ids:?}"
+        );
+    }
+    // One job's snapshot reads the same outcomes as the full one.
+    let b = h
+        .sched
+        .state_of(JobFilter::One(JobId::parse("b").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(b.jobs.len(), 1);
+    assert_eq!(b.jobs[0].recent, s.job("b").unwrap().recent);
 }
 
 #[tokio::test(start_paused = true)]

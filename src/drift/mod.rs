@@ -411,7 +411,7 @@ mod tests {
             next_fire: None,
             active: vec![],
             queued: 0,
-            recent: vec![],
+            recent: Default::default(),
         }
     }
 

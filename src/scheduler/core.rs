@@ -23,6 +23,7 @@ use super::clock::{Clock, delta};
 use super::executor::{ExecResult, ExecShared, ExecStart, Outcome, group_alive, signal_group};
 use super::ids::{RunId, SpecDigest, run_id};
 use super::schedules::{ScheduleId, Schedules};
+use super::shared::SharedSlice;
 use super::slab::Slab;
 use super::state::{
     ApplyReport, AuditReport, Counters, DURATION_BUCKETS_MS, ExecutionState, JobCounts, JobFilter,
@@ -410,6 +411,10 @@ impl Ring {
             self.items[start] = f;
             self.start = ((start + 1) % OUTCOME_RING) as u8;
         }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.len)
     }
 
     fn iter(&self) -> impl Iterator<Item = &Finished> {
@@ -1796,16 +1801,28 @@ impl Core {
                 counts.overridden += 1;
             }
         }
-        let selected: Box<dyn Iterator<Item = (Handle, &JobEntry)>> = match filter {
-            JobFilter::All => Box::new(self.jobs.iter()),
-            JobFilter::One(id) => Box::new(
-                self.jobs
-                    .handle(id)
-                    .and_then(|h| Some((h, self.jobs.get(h)?)))
-                    .into_iter(),
-            ),
-            JobFilter::None => Box::new(std::iter::empty()),
+        // Walked twice, in the same order: once for the outcomes, once for
+        // the jobs.
+        let selected = || -> Box<dyn Iterator<Item = (Handle, &JobEntry)>> {
+            match filter {
+                JobFilter::All => Box::new(self.jobs.iter()),
+                JobFilter::One(id) => Box::new(
+                    self.jobs
+                        .handle(id)
+                        .and_then(|h| Some((h, self.jobs.get(h)?)))
+                        .into_iter(),
+                ),
+                JobFilter::None => Box::new(std::iter::empty()),
+            }
         };
+        // Every job's outcomes in one buffer (see `SharedSlice`), sized
+        // once like the job list below.
+        let mut outcomes = Vec::with_capacity(selected().map(|(_, j)| j.recent.len()).sum());
+        for (_, j) in selected() {
+            outcomes.extend(j.recent.iter().map(|f| f.record(j.id())));
+        }
+        let outcomes: Arc<[OutcomeRecord]> = outcomes.into();
+        let mut taken = 0;
         // Sized once: grown by doubling, a hundred thousand jobs' states
         // were copied seventeen times and freed in seventeen sizes.
         let mut jobs: Vec<JobState> = Vec::with_capacity(match filter {
@@ -1813,7 +1830,7 @@ impl Core {
             JobFilter::One(_) => 1,
             JobFilter::None => 0,
         });
-        jobs.extend(selected.map(|(h, j)| JobState {
+        jobs.extend(selected().map(|(h, j)| JobState {
             id: j.id().clone(),
             spec_digest: SpecDigest(j.digest),
             generation: u64::from(j.generation),
@@ -1824,9 +1841,15 @@ impl Core {
             next_fire: j.next_fire,
             active: j.running.iter().filter_map(|e| exec_state(&e)).collect(),
             queued: j.queue.len() + queued_global.get(&h).copied().unwrap_or(0),
-            recent: j.recent.iter().map(|f| f.record(j.id())).collect(),
+            recent: {
+                let at = taken..taken + j.recent.len();
+                taken = at.end;
+                SharedSlice::part(&outcomes, at)
+            },
         }));
-        jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        // Ids are unique, so unstable is the same order, and it sorts in
+        // place: the stable sort's scratch was a copy of the job list.
+        jobs.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         RunningState {
             now,
             revision: self.revision.as_deref().map(str::to_string),

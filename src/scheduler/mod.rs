@@ -18,6 +18,7 @@ mod core;
 pub mod executor;
 pub mod ids;
 mod schedules;
+pub mod shared;
 mod slab;
 pub mod state;
 mod tasks;
@@ -36,6 +37,7 @@ pub use clock::{Clock, SystemClock, TestClock};
 pub use core::{LEAK_SLACK, MAX_SLEEP, OUTCOME_RING, SHUTDOWN_KILL_GRACE, SHUTDOWN_REAP};
 pub use executor::{ExecRequest, ExecResult, ExecStart, Outcome};
 pub use ids::{RunId, SpecDigest, run_id};
+pub use shared::SharedSlice;
 pub use state::{
     ApplyReport, AuditReport, Counters, JobFilter, LeakReason, RunningState, ShutdownReport,
 };

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{RunId, SpecDigest};
+use super::shared::SharedSlice;
 use crate::spec::JobId;
 
 /// Upper bounds (seconds) of the lateness histogram's buckets: how long
@@ -168,7 +169,9 @@ pub struct JobState {
     pub next_fire: Option<DateTime<Utc>>,
     pub active: Vec<ExecutionState>,
     pub queued: usize,
-    pub recent: Vec<OutcomeRecord>,
+    /// Oldest first. A part of one buffer the whole snapshot's outcomes
+    /// share (see [`SharedSlice`]).
+    pub recent: SharedSlice<OutcomeRecord>,
 }
 
 /// Why an execution is reported as leaked.
