@@ -13,25 +13,72 @@
 /// Arenas the daemon uses unless `MALLOC_ARENA_MAX` says otherwise.
 pub const MALLOC_ARENAS: i32 = 2;
 
-/// Limits glibc's arenas to [`MALLOC_ARENAS`], before the runtime starts
-/// its threads. An operator's own `MALLOC_ARENA_MAX` wins. Returns whether
-/// the limit was set (not on other C libraries).
-pub fn limit_arenas() -> bool {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return false;
+/// Blocks this large or larger get a mapping of their own and go back to
+/// the kernel when freed, unless `MALLOC_MMAP_THRESHOLD_` says otherwise.
+///
+/// glibc starts at 128 KiB but raises the bar to the size of every mapped
+/// block freed (up to 32 MiB): after one large snapshot or API answer, the
+/// next ones of that size are carved from the heap, whose free space glibc
+/// keeps. A daemon read now and then sat at one of two RSS levels half a
+/// megabyte apart (1,000 jobs), depending on where the last snapshot had
+/// landed. A fixed bar stops the raising. 64 KiB puts the job list of a
+/// 1,000-job snapshot (~110 KiB) above it, and the daemon's hot paths
+/// (a run starting and ending) allocate far less than that per block.
+pub const MMAP_THRESHOLD: usize = 64 * 1024;
+
+/// What [`tune_allocator`] set (each `false` where the operator's own
+/// setting won, or the C library is not glibc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocatorTuning {
+    pub arenas: bool,
+    pub mmap_threshold: bool,
+}
+
+/// Sets glibc's arena count to [`MALLOC_ARENAS`] and its mapping threshold
+/// to [`MMAP_THRESHOLD`], before the runtime starts its threads. An
+/// operator's own `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or the same
+/// in `GLIBC_TUNABLES` wins.
+pub fn tune_allocator() -> AllocatorTuning {
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    let unset = |var: &str, tunable: &str| {
+        std::env::var_os(var).is_none() && !tunables_name(&tunables, tunable)
+    };
+    AllocatorTuning {
+        arenas: unset("MALLOC_ARENA_MAX", "glibc.malloc.arena_max")
+            && mallopt(Param::ArenaMax, MALLOC_ARENAS),
+        mmap_threshold: unset("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")
+            && mallopt(
+                Param::MmapThreshold,
+                i32::try_from(MMAP_THRESHOLD).unwrap_or(i32::MAX),
+            ),
     }
-    set_arena_max(MALLOC_ARENAS)
+}
+
+/// Whether `GLIBC_TUNABLES` (`name=value:name=value`) sets `name`.
+fn tunables_name(tunables: &str, name: &str) -> bool {
+    tunables
+        .split(':')
+        .any(|kv| kv.split_once('=').is_some_and(|(k, _)| k == name))
+}
+
+enum Param {
+    ArenaMax,
+    MmapThreshold,
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn set_arena_max(n: i32) -> bool {
-    // SAFETY: mallopt only changes a glibc tunable; M_ARENA_MAX is valid
-    // at any time and affects arenas created afterwards.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, n) == 1 }
+fn mallopt(param: Param, value: i32) -> bool {
+    let param = match param {
+        Param::ArenaMax => libc::M_ARENA_MAX,
+        Param::MmapThreshold => libc::M_MMAP_THRESHOLD,
+    };
+    // SAFETY: mallopt only changes a glibc tunable; both parameters are
+    // valid at any time (an arena limit affects arenas created afterwards).
+    unsafe { libc::mallopt(param, value) == 1 }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn set_arena_max(_n: i32) -> bool {
+fn mallopt(_param: Param, _value: i32) -> bool {
     false
 }
 
@@ -42,5 +89,19 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim only returns free pages; it is always safe.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tunables_name;
+
+    #[test]
+    fn an_operators_tunable_is_found_by_its_exact_name() {
+        let t = "glibc.malloc.tcache_count=0:glibc.malloc.mmap_threshold=131072";
+        assert!(tunables_name(t, "glibc.malloc.mmap_threshold"));
+        assert!(!tunables_name(t, "glibc.malloc.arena_max"));
+        assert!(!tunables_name(t, "glibc.malloc.mmap"));
+        assert!(!tunables_name("", "glibc.malloc.arena_max"));
     }
 }

@@ -310,7 +310,8 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     init_logging(args.log_format);
     // Before the runtime's threads exist (see `memory`).
-    crate::memory::limit_arenas();
+    let tuning = crate::memory::tune_allocator();
+    tracing::debug!(?tuning, "allocator tuned");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("driftcron")

@@ -243,7 +243,7 @@ fn child(args: &[String]) -> ! {
     // driftcron as `driftcron run` sets it up: its allocator settings come
     // before any thread (the peers run as they ship).
     if imp == Impl::Driftcron {
-        driftcron::memory::limit_arenas();
+        driftcron::memory::tune_allocator();
     }
     measure::prefault(if imp.knows_slot() { 0 } else { n });
     let rt = runtime();
@@ -355,7 +355,7 @@ fn child_soak(args: &[String]) -> ! {
         _ => driftcron::scheduler::JobFilter::All,
     };
 
-    driftcron::memory::limit_arenas();
+    driftcron::memory::tune_allocator();
     measure::prefault(0);
     let rt = runtime();
     let t0 = Instant::now();
@@ -773,7 +773,7 @@ fn wakeups() -> u64 {
 fn child_idle(args: &[String]) -> ! {
     let arg = |i: usize| -> u64 { args.get(i).and_then(|s| s.parse().ok()).expect("idle arg") };
     let (n, window) = (arg(0) as usize, arg(1));
-    driftcron::memory::limit_arenas();
+    driftcron::memory::tune_allocator();
     let rt = runtime();
     let sched = match rt.block_on(impls::driftcron(n, NOT_DUE)) {
         Ok(s) => s,
