@@ -40,7 +40,11 @@ usage: cargo bench --manifest-path bench/Cargo.toml --bench scheduler -- [OPTION
   --soak-read full|counters
                         soak: what each reading asks the scheduler for: its
                         full state, every job with its outcome ring, as an
-                        API reader would (default), or the counters alone";
+                        API reader would (default), or the counters alone
+  --soak-trim           soak: `malloc_trim(0)` after setup and after each
+                        reading, as the daemon's `/api/v1/state` does after
+                        its answer (default: never, as the daemon between
+                        runs)";
 
 /// Seconds between the end of setup and the window's first slot (at
 /// least; the window starts on a whole second).
@@ -73,6 +77,8 @@ struct Opts {
     soak_execs: u64,
     /// Soak readings ask for counters only (`--soak-read counters`).
     soak_counters_only: bool,
+    /// The soak trims the heap after setup and after each reading.
+    soak_trim: bool,
 }
 
 impl Default for Opts {
@@ -90,6 +96,7 @@ impl Default for Opts {
             soak_every: "100ms".into(),
             soak_execs: 1_000_000,
             soak_counters_only: false,
+            soak_trim: false,
         }
     }
 }
@@ -133,6 +140,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     _ => return Err("--soak-read needs full or counters".into()),
                 }
             }
+            "--soak-trim" => o.soak_trim = true,
             // cargo bench passes --bench to harness = false targets.
             "--bench" => {}
             "-h" | "--help" => return Err(USAGE.into()),
@@ -307,9 +315,10 @@ struct Checkpoint {
     executions: u64,
     /// RSS as it stands.
     rss: u64,
-    /// RSS right after `malloc_trim(0)`: live memory, without the free
-    /// memory glibc keeps.
-    rss_trimmed: u64,
+    /// Bytes glibc has handed out and not had back (`mallinfo2`: in-use
+    /// heap chunks plus mapped blocks): live memory, read without touching
+    /// the heap.
+    heap_in_use: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -323,9 +332,11 @@ struct SoakResult {
     /// end (those below the target).
     checkpoints: Vec<Checkpoint>,
     executions: u64,
+    /// `--soak-trim`: `malloc_trim(0)` after setup and after each reading.
+    trimmed: bool,
     /// Last over first reading.
     rss_ratio: f64,
-    rss_trimmed_ratio: f64,
+    heap_ratio: f64,
     wall_s: f64,
     executions_per_s: f64,
     late_p50_ms: f64,
@@ -337,9 +348,9 @@ struct SoakResult {
     global_queue_overflow: u64,
 }
 
-/// `--child-soak JOBS EVERY EXECS READ`: driftcron alone, until EXECS
+/// `--child-soak JOBS EVERY EXECS READ TRIM`: driftcron alone, until EXECS
 /// executions have succeeded, reading RSS at checkpoints; READ is `full`
-/// or `counters` (see `--soak-read`).
+/// or `counters` (see `--soak-read`), TRIM `trim` or `keep` (`--soak-trim`).
 fn child_soak(args: &[String]) -> ! {
     let n: usize = args
         .first()
@@ -354,6 +365,11 @@ fn child_soak(args: &[String]) -> ! {
         Some("counters") => driftcron::scheduler::JobFilter::None,
         _ => driftcron::scheduler::JobFilter::All,
     };
+    // The daemon never trims its heap between runs; the harness does so
+    // only when asked (see `--soak-trim`), since a trim changes what the
+    // next reading sees: free pages it returned are faulted back in, a
+    // varying number of them, as runs reuse the holes they were in.
+    let trim = args.get(4).map(String::as_str) == Some("trim");
 
     driftcron::memory::tune_allocator();
     measure::prefault(0);
@@ -367,7 +383,9 @@ fn child_soak(args: &[String]) -> ! {
         }
     };
     let setup_s = t0.elapsed().as_secs_f64();
-    measure::trim_heap();
+    if trim {
+        measure::trim_heap();
+    }
     measure::open_forever();
     emit("SETUP", &format!("{setup_s:.3}"));
 
@@ -375,8 +393,8 @@ fn child_soak(args: &[String]) -> ! {
     // 10 ms, so the state is asked for only there: every reading follows
     // one (dropped) snapshot, the same size each time once the outcome
     // rings are full (or, with `--soak-read counters`, only the counters:
-    // the full snapshot of 1,000 jobs is itself about 1 MiB of allocations
-    // of many sizes, which glibc's per-thread caches keep).
+    // the full snapshot of 1,000 jobs is itself about 0.9 MiB, in three
+    // blocks).
     let started = Instant::now();
     let (checkpoints, state, wall_s) = rt.block_on(async {
         let mut checkpoints = Vec::new();
@@ -396,13 +414,14 @@ fn child_soak(args: &[String]) -> ! {
             let wall_s = started.elapsed().as_secs_f64();
             let counters = state.counters.clone();
             drop(state);
-            let rss = measure::rss_bytes();
-            measure::trim_heap();
             checkpoints.push(Checkpoint {
                 executions: counters.succeeded,
-                rss,
-                rss_trimmed: measure::rss_bytes(),
+                rss: measure::rss_bytes(),
+                heap_in_use: measure::heap_in_use(),
             });
+            if trim {
+                measure::trim_heap();
+            }
             if mark == target {
                 return (checkpoints, counters, wall_s);
             }
@@ -418,8 +437,9 @@ fn child_soak(args: &[String]) -> ! {
         every,
         setup_s: round(setup_s, 3),
         executions: c.succeeded,
+        trimmed: trim,
         rss_ratio: round(last.rss as f64 / first.rss.max(1) as f64, 4),
-        rss_trimmed_ratio: round(last.rss_trimmed as f64 / first.rss_trimmed.max(1) as f64, 4),
+        heap_ratio: round(last.heap_in_use as f64 / first.heap_in_use.max(1) as f64, 4),
         wall_s: round(wall_s, 2),
         executions_per_s: round(c.succeeded as f64 / wall_s, 0),
         late_p50_ms: late.p50_ms,
@@ -666,6 +686,7 @@ fn parent_soak(o: &Opts) {
             "full"
         }
         .to_string(),
+        if o.soak_trim { "trim" } else { "keep" }.to_string(),
     ];
     let json = match run_child(&args, o.setup_timeout, SOAK_TIMEOUT) {
         ChildEnd::Result(json) => json,
@@ -686,7 +707,7 @@ fn parent_soak(o: &Opts) {
     } else {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         println!(
-            "driftcron soak: {} jobs @every {}, {} executions in {:.1} s ({:.0}/s); readings ask for {}",
+            "driftcron soak: {} jobs @every {}, {} executions in {:.1} s ({:.0}/s); readings ask for {}{}",
             r.jobs,
             r.every,
             r.executions,
@@ -696,23 +717,28 @@ fn parent_soak(o: &Opts) {
                 "the counters"
             } else {
                 "the full state"
+            },
+            if r.trimmed {
+                "; heap trimmed after setup and each reading"
+            } else {
+                ""
             }
         );
         let first = r.checkpoints.first().cloned().unwrap_or_default();
-        println!("  executions        RSS MiB  (x first)   trimmed MiB  (x first)");
+        println!("  executions        RSS MiB  (x first)  heap in use MiB  (x first)");
         for cp in &r.checkpoints {
             println!(
-                "  {:>10} {:>14.2} {:>10.4} {:>13.2} {:>10.4}",
+                "  {:>10} {:>14.2} {:>10.4} {:>16.3} {:>10.4}",
                 cp.executions,
                 mib(cp.rss),
                 cp.rss as f64 / first.rss.max(1) as f64,
-                mib(cp.rss_trimmed),
-                cp.rss_trimmed as f64 / first.rss_trimmed.max(1) as f64,
+                mib(cp.heap_in_use),
+                cp.heap_in_use as f64 / first.heap_in_use.max(1) as f64,
             );
         }
         println!(
-            "  RSS ratio {} / {} executions: {:.4} (trimmed {:.4})",
-            r.executions, first.executions, r.rss_ratio, r.rss_trimmed_ratio
+            "  RSS ratio {} / {} executions: {:.4} (heap in use {:.4})",
+            r.executions, first.executions, r.rss_ratio, r.heap_ratio
         );
         println!(
             "  lateness p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; fires {}, skipped (forbid) {}, \

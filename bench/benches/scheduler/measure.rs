@@ -221,6 +221,14 @@ pub fn cpu_secs() -> f64 {
     ticks as f64 / sysconf(libc::_SC_CLK_TCK).max(1) as f64
 }
 
+/// Bytes glibc has handed out and not had back: in-use heap chunks plus
+/// mapped blocks (`mallinfo2`), which reading does not disturb.
+pub fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 only reads glibc's counters.
+    let m = unsafe { libc::mallinfo2() };
+    (m.uordblks + m.hblkhd) as u64
+}
+
 /// Gives freed heap memory back to the kernel, so setup garbage (TOML text,
 /// parse trees) does not count as the scheduler's memory.
 pub fn trim_heap() {
