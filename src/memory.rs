@@ -13,8 +13,10 @@
 /// Arenas the daemon uses unless `MALLOC_ARENA_MAX` says otherwise.
 pub const MALLOC_ARENAS: i32 = 2;
 
-/// Blocks this large or larger get a mapping of their own and go back to
-/// the kernel when freed, unless `MALLOC_MMAP_THRESHOLD_` says otherwise.
+/// Blocks this large or larger that the heap's free space cannot serve are
+/// mapped on their own, not carved from a grown heap, and go back to the
+/// kernel when freed. `MALLOC_MMAP_THRESHOLD_` or
+/// `glibc.malloc.mmap_threshold` in `GLIBC_TUNABLES` overrides it.
 ///
 /// glibc starts at 128 KiB but raises the bar to the size of every mapped
 /// block freed (up to 32 MiB): after one large snapshot or API answer, the
@@ -26,32 +28,38 @@ pub const MALLOC_ARENAS: i32 = 2;
 /// (a run starting and ending) allocate far less than that per block.
 pub const MMAP_THRESHOLD: usize = 64 * 1024;
 
-/// What [`tune_allocator`] set (each `false` where the operator's own
-/// setting won, or the C library is not glibc).
+/// What [`tune_allocator`] set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocatorTuning {
+    /// [`MALLOC_ARENAS`] is in force. `false` when the operator set the
+    /// arena count, the C library is not glibc, or `mallopt` refused.
     pub arenas: bool,
+    /// [`MMAP_THRESHOLD`] is in force; `false` for the same reasons.
     pub mmap_threshold: bool,
 }
 
 /// Sets glibc's arena count to [`MALLOC_ARENAS`] and its mapping threshold
 /// to [`MMAP_THRESHOLD`], before the runtime starts its threads. An
-/// operator's own `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or the same
-/// in `GLIBC_TUNABLES` wins.
+/// operator's own setting of either wins (see [`operator_sets`]).
 pub fn tune_allocator() -> AllocatorTuning {
-    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    let unset = |var: &str, tunable: &str| {
-        std::env::var_os(var).is_none() && !tunables_name(&tunables, tunable)
-    };
     AllocatorTuning {
-        arenas: unset("MALLOC_ARENA_MAX", "glibc.malloc.arena_max")
+        arenas: !operator_sets("MALLOC_ARENA_MAX", "glibc.malloc.arena_max")
             && mallopt(Param::ArenaMax, MALLOC_ARENAS),
-        mmap_threshold: unset("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")
+        mmap_threshold: !operator_sets("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold")
             && mallopt(
                 Param::MmapThreshold,
                 i32::try_from(MMAP_THRESHOLD).unwrap_or(i32::MAX),
             ),
     }
+}
+
+/// Whether the environment sets a glibc malloc parameter, through its
+/// variable (`MALLOC_ARENA_MAX`) or its tunable in `GLIBC_TUNABLES`
+/// (`glibc.malloc.arena_max`).
+pub fn operator_sets(var: &str, tunable: &str) -> bool {
+    std::env::var_os(var).is_some()
+        || std::env::var_os("GLIBC_TUNABLES")
+            .is_some_and(|t| tunables_name(&t.to_string_lossy(), tunable))
 }
 
 /// Whether `GLIBC_TUNABLES` (`name=value:name=value`) sets `name`.

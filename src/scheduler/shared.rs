@@ -7,8 +7,10 @@
 //! one controls, so a daemon read once a minute sat at one of two RSS
 //! levels half a megabyte apart, reading by reading (see the soak in the
 //! README). Held in one buffer, a snapshot's outcomes are one allocation,
-//! large enough to get a mapping of its own ([`crate::memory`]) and go
-//! back to the kernel whole when the snapshot is dropped.
+//! which at a few hundred jobs or more is above the daemon's mapping
+//! threshold ([`crate::memory`]): unless the heap has a free block that
+//! large, it is mapped on its own and goes back to the kernel whole when
+//! the snapshot is dropped.
 //!
 //! The price: one job's state kept alive (cloned out of a snapshot) keeps
 //! the whole buffer alive with it.
@@ -20,25 +22,30 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A slice of a shared buffer. Reads as `&[T]`; serializes as a sequence,
-/// so the JSON is that of a `Vec<T>`.
-#[derive(Clone)]
+/// so the JSON is that of a `Vec<T>`. 24 bytes, as a `Vec` is: a snapshot
+/// holds one per job.
 pub struct SharedSlice<T> {
     all: Arc<[T]>,
-    /// Always within `all` (checked where it is made).
-    at: Range<usize>,
+    /// `all[start..start + len]`, always within `all` (checked where it is
+    /// made). `u32`s: a snapshot's outcomes are eight per job at most.
+    start: u32,
+    len: u32,
 }
 
 impl<T> SharedSlice<T> {
-    /// `all[at]`, or an empty slice of `all` when `at` is not within it.
+    /// `all[at]`, or an empty slice of `all` when `at` is not within it
+    /// (a caller's bug, caught in debug builds; never a panic in release).
     pub fn part(all: &Arc<[T]>, at: Range<usize>) -> Self {
-        let at = if at.start <= at.end && at.end <= all.len() {
-            at
-        } else {
-            0..0
+        let fits = at.start <= at.end && at.end <= all.len();
+        debug_assert!(fits, "{at:?} is not within 0..{}", all.len());
+        let (start, len) = match (u32::try_from(at.start), u32::try_from(at.len())) {
+            (Ok(start), Ok(len)) if fits => (start, len),
+            _ => (0, 0),
         };
         Self {
             all: Arc::clone(all),
-            at,
+            start,
+            len,
         }
     }
 }
@@ -48,14 +55,31 @@ impl<T> Deref for SharedSlice<T> {
 
     fn deref(&self) -> &[T] {
         // In range by construction (`part`, `From<Vec<T>>`).
-        &self.all[self.at.clone()]
+        let start = self.start as usize;
+        &self.all[start..start + self.len as usize]
+    }
+}
+
+impl<T> Clone for SharedSlice<T> {
+    fn clone(&self) -> Self {
+        Self {
+            all: Arc::clone(&self.all),
+            start: self.start,
+            len: self.len,
+        }
     }
 }
 
 impl<T> From<Vec<T>> for SharedSlice<T> {
+    /// A buffer of its own. Longer than `u32::MAX` (never a snapshot's),
+    /// it keeps its first `u32::MAX` elements visible.
     fn from(v: Vec<T>) -> Self {
-        let at = 0..v.len();
-        Self { all: v.into(), at }
+        let len = u32::try_from(v.len()).unwrap_or(u32::MAX);
+        Self {
+            all: v.into(),
+            start: 0,
+            len,
+        }
     }
 }
 
@@ -117,11 +141,27 @@ mod tests {
         assert!(none.is_empty());
         // One buffer: the parts and `all` share it.
         assert_eq!(Arc::strong_count(&all), 4);
-        // Out of range is empty, not a panic.
-        assert!(SharedSlice::part(&all, 3..9).is_empty());
+        assert_eq!(std::mem::size_of::<SharedSlice<u32>>(), 24);
+    }
+
+    /// Out of range is empty in release builds, not a panic (and a caught
+    /// bug in debug builds).
+    #[test]
+    #[cfg(not(debug_assertions))]
+    fn a_part_out_of_range_is_empty() {
+        let all: Arc<[u32]> = vec![1, 2, 3].into();
+        assert!(SharedSlice::part(&all, 2..9).is_empty());
         #[allow(clippy::reversed_empty_ranges)]
-        let backwards = SharedSlice::part(&all, 4..2);
+        let backwards = SharedSlice::part(&all, 3..2);
         assert!(backwards.is_empty());
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "is not within")]
+    fn a_part_out_of_range_is_a_bug_in_debug_builds() {
+        let all: Arc<[u32]> = vec![1, 2, 3].into();
+        let _ = SharedSlice::part(&all, 2..9);
     }
 
     #[test]

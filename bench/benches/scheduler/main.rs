@@ -39,8 +39,8 @@ usage: cargo bench --manifest-path bench/Cargo.toml --bench scheduler -- [OPTION
   --soak-execs N        soak: executions to reach (default 1000000)
   --soak-read full|counters
                         soak: what each reading asks the scheduler for: its
-                        full state, every job with its outcome ring, as an
-                        API reader would (default), or the counters alone
+                        full state, every job with its outcome ring
+                        (default), or the counters alone
   --soak-trim           soak: `malloc_trim(0)` after setup and after each
                         reading, as the daemon's `/api/v1/state` does after
                         its answer (default: never, as the daemon between

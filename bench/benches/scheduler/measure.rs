@@ -222,7 +222,8 @@ pub fn cpu_secs() -> f64 {
 }
 
 /// Bytes glibc has handed out and not had back: in-use heap chunks plus
-/// mapped blocks (`mallinfo2`), which reading does not disturb.
+/// mapped blocks (`mallinfo2`), which reading does not disturb. Chunks in
+/// glibc's per-thread caches count as in use.
 pub fn heap_in_use() -> u64 {
     // SAFETY: mallinfo2 only reads glibc's counters.
     let m = unsafe { libc::mallinfo2() };
