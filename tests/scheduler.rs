@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use driftcron::plan::{Plan, diff};
 use driftcron::scheduler::{
-    Clock, ExecResult, ExecStart, JobFilter, OUTCOME_RING, Outcome, Runner, Scheduler,
+    Clock, ExecResult, ExecStart, JobFilter, LEAK_SLACK, OUTCOME_RING, Outcome, Runner, Scheduler,
     SchedulerConfig, SchedulerError, TestClock,
 };
 use driftcron::snapshot::Snapshot;
@@ -168,6 +168,16 @@ impl Harness {
             .map(|s| (s.at - at(T0)).num_seconds())
             .collect()
     }
+
+    /// Run ids of every start, in start order.
+    fn run_ids(&self) -> Vec<String> {
+        self.starts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.run_id.clone())
+            .collect()
+    }
 }
 
 fn config() -> SchedulerConfig {
@@ -313,6 +323,48 @@ async fn queued_runs_past_starting_deadline_are_missed() {
     assert_eq!(h.starts_of("b"), Vec::<i64>::new());
 }
 
+/// A job's `starting_deadline` is its misfire threshold when its timer
+/// finds a slot late, in place of the scheduler's `misfire_threshold`
+/// whether that is shorter or longer: after a forward jump the timer wakes
+/// at 01:04:30, and of two jobs due at 01:00 the one allowed 2 minutes
+/// misses its slot while the one allowed 10 minutes runs it.
+#[tokio::test(start_paused = true)]
+async fn starting_deadline_is_the_misfire_threshold_at_fire_time() {
+    for threshold in [Duration::from_secs(60), Duration::from_secs(3600)] {
+        let h = Harness::new(SchedulerConfig {
+            misfire_threshold: threshold,
+            ..config()
+        });
+        h.apply(&[
+            (
+                "short.toml",
+                "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"0s\"]\nstarting_deadline = \"2m\"\n",
+            ),
+            (
+                "long.toml",
+                "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"0s\"]\nstarting_deadline = \"10m\"\n",
+            ),
+        ])
+        .await;
+        wait(1).await;
+        // The timer, asleep since the apply, wakes at most MAX_SLEEP (30 s)
+        // after it: at 01:04:30 on the wall clock.
+        h.clock.jump(TimeDelta::hours(1) + TimeDelta::minutes(4));
+        wait(30).await;
+        assert_eq!(
+            h.run_ids(),
+            ["long@2026-06-01T01:00:00Z"],
+            "misfire_threshold {threshold:?}"
+        );
+        let s = h.sched.state().await.unwrap();
+        assert_eq!(
+            (s.counters.fires, s.counters.missed_misfire),
+            (2, 1),
+            "misfire_threshold {threshold:?}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn clock_jump_forward_goes_through_catch_up() {
     for (policy, want_runs) in [
@@ -344,6 +396,9 @@ async fn clock_jump_forward_goes_through_catch_up() {
     }
 }
 
+/// A backward step does not make slots that already ran due again: with
+/// the clock back at 00:00:06, before both runs so far, the next slot is
+/// still 00:00:30.
 #[tokio::test(start_paused = true)]
 async fn clock_jump_backward_never_fires_twice() {
     let h = Harness::new(config());
@@ -354,19 +409,24 @@ async fn clock_jump_backward_never_fires_twice() {
     .await;
     wait(21).await;
     h.clock.jump(TimeDelta::seconds(-15));
+    // The scheduler reads the stepped-back clock at once (a command wakes
+    // it), not only at its next timer wake.
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(
+        s.job("j").unwrap().next_fire,
+        Some(at("2026-06-01T00:00:30Z"))
+    );
     wait(30).await;
-    let runs: Vec<String> = h
-        .starts
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.run_id.clone())
-        .collect();
-    let mut dedup = runs.clone();
-    dedup.dedup();
-    assert_eq!(runs, dedup, "a slot ran twice");
-    assert_eq!(runs.first().unwrap(), "j@2026-06-01T00:00:10Z");
-    assert_eq!(runs.last().unwrap(), "j@2026-06-01T00:00:30Z");
+    // Exactly: a re-fire such as 10, 20, 10, 20, 30 has no two equal
+    // neighbours, so a `dedup` comparison would not see it.
+    assert_eq!(
+        h.run_ids(),
+        [
+            "j@2026-06-01T00:00:10Z",
+            "j@2026-06-01T00:00:20Z",
+            "j@2026-06-01T00:00:30Z"
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -387,6 +447,61 @@ async fn dst_gap_runs_once_after_the_gap() {
         .map(|s| s.run_id.clone())
         .collect();
     assert_eq!(runs, ["j@2026-03-08T07:00:00Z"], "03:00 EDT, once");
+}
+
+/// Berlin's clocks go back at 03:00 CEST on 2026-10-25, so 02:30 comes
+/// at 00:30 UTC (CEST) and again at 01:30 UTC (CET): `fold` picks which of
+/// the two run, and the next day's slot is the usual one.
+#[tokio::test(start_paused = true)]
+async fn dst_fold_runs_the_occurrences_its_policy_names() {
+    for (fold, want) in [
+        ("first", &["j@2026-10-25T00:30:00Z"][..]),
+        ("last", &["j@2026-10-25T01:30:00Z"]),
+        (
+            "both",
+            &["j@2026-10-25T00:30:00Z", "j@2026-10-25T01:30:00Z"],
+        ),
+    ] {
+        // 01:00 CEST.
+        let h = Harness::at(config(), at("2026-10-24T23:00:00Z"));
+        h.apply(&[(
+            "j.toml",
+            &format!(
+                "schedule = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\ncommand = [\"sim\", \"0s\"]\n[dst]\nfold = \"{fold}\"\n"
+            ),
+        )])
+        .await;
+        // Until 03:00 CET, past both occurrences.
+        tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+        assert_eq!(h.run_ids(), want, "fold = {fold}");
+        let s = h.sched.state().await.unwrap();
+        assert_eq!(
+            s.job("j").unwrap().next_fire,
+            Some(at("2026-10-26T01:30:00Z")),
+            "fold = {fold}: 02:30 CET the next day"
+        );
+        assert_eq!(s.counters.missed_misfire, 0, "fold = {fold}");
+    }
+}
+
+/// With `gap = "skip"`, 02:30 on the day New York springs forward (it does
+/// not exist) runs nowhere, neither in nor after the gap, and the next
+/// day's 02:30 EDT runs as usual.
+#[tokio::test(start_paused = true)]
+async fn dst_gap_skip_runs_nothing_that_day() {
+    // 01:00 EST on 2026-03-08.
+    let h = Harness::at(config(), at("2026-03-08T06:00:00Z"));
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"30 2 * * *\"\ntimezone = \"America/New_York\"\ncommand = [\"sim\", \"0s\"]\n[dst]\ngap = \"skip\"\n",
+    )])
+    .await;
+    // Until 03:00 EDT the next day.
+    tokio::time::sleep(Duration::from_secs(25 * 3600)).await;
+    assert_eq!(h.run_ids(), ["j@2026-03-09T06:30:00Z"]);
+    let s = h.sched.state().await.unwrap();
+    // Skipped by the schedule, not missed by the scheduler.
+    assert_eq!((s.counters.fires, s.counters.missed_misfire), (1, 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -420,6 +535,42 @@ async fn retries_back_off_and_never_pass_the_next_slot() {
     assert_eq!((took.count, took.buckets[0]), (3, 3));
 }
 
+/// Retry delays double from `retry_backoff` until `retry_max_delay` caps
+/// them: 10 s, 20 s, 40 s, then 1 min (not 80 s) for every one after. The
+/// slots are an hour apart, so no retry is cut short by the next one.
+#[tokio::test(start_paused = true)]
+async fn retry_delays_double_up_to_retry_max_delay() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"0 * * * *\"\ncommand = [\"sim\", \"0s\", \"fail\"]\nretries = 7\nretry_backoff = \"10s\"\nretry_max_delay = \"1m\"\n",
+    )])
+    .await;
+    wait(3600 + 600).await;
+    let starts = h.starts.lock().unwrap().clone();
+    let attempts: Vec<u32> = starts.iter().map(|s| s.attempt).collect();
+    assert_eq!(attempts, (1..=8).collect::<Vec<_>>());
+    assert_eq!(starts[0].at, at("2026-06-01T01:00:00Z"));
+    let delays: Vec<i64> = starts
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at).num_seconds())
+        .collect();
+    assert_eq!(delays, [10, 20, 40, 60, 60, 60, 60]);
+    assert!(
+        starts.iter().all(|s| s.run_id == "j@2026-06-01T01:00:00Z"),
+        "retries keep the slot's run id"
+    );
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(
+        (
+            s.counters.failed,
+            s.counters.retries_scheduled,
+            s.counters.retries_abandoned
+        ),
+        (8, 7, 0)
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn stable_jitter_is_the_same_across_restarts() {
     let toml = "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"0s\"]\njitter = \"30s\"\n";
@@ -444,6 +595,51 @@ async fn stable_jitter_is_the_same_across_restarts() {
         assert_eq!(offsets, [60_000 + want, 120_000 + want]);
         h.sched.shutdown(Duration::from_secs(1)).await;
     }
+}
+
+/// Random jitter draws a fresh delay for every fire, each below its max;
+/// every slot still runs once, and a delay is not lateness: nothing is
+/// missed, even with a misfire threshold far below the jitter.
+#[tokio::test(start_paused = true)]
+async fn random_jitter_varies_per_fire_and_stays_below_its_max() {
+    let h = Harness::new(SchedulerConfig {
+        misfire_threshold: Duration::from_secs(5),
+        ..config()
+    });
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"0 * * * * *\"\ncommand = [\"sim\", \"0s\"]\njitter = \"50s\"\njitter_mode = \"random\"\n",
+    )])
+    .await;
+    // The slots of minutes 1 to 10 start before 10:50; the 11th is not due.
+    wait(651).await;
+    let want: Vec<String> = (1..=10)
+        .map(|m| format!("j@2026-06-01T00:{m:02}:00Z"))
+        .collect();
+    assert_eq!(h.run_ids(), want);
+    let delays: Vec<i64> = h
+        .starts
+        .lock()
+        .unwrap()
+        .iter()
+        .zip(1..)
+        .map(|(s, m)| (s.at - at(T0)).num_milliseconds() - m * 60_000)
+        .collect();
+    assert!(delays.iter().all(|d| (0..50_000).contains(d)), "{delays:?}");
+    let distinct: std::collections::BTreeSet<i64> = delays.iter().copied().collect();
+    assert!(distinct.len() > 1, "the same delay every time: {delays:?}");
+    let s = h.sched.state().await.unwrap();
+    let c = &s.counters;
+    assert_eq!(
+        (
+            c.fires,
+            c.started,
+            c.missed_misfire,
+            c.missed_starting_deadline
+        ),
+        (10, 10, 0, 0),
+        "{c:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1108,6 +1304,75 @@ async fn an_updated_jobs_run_keeps_the_spec_it_started_with() {
     );
     let audit = h.sched.audit().await.unwrap();
     assert!(audit.violations.is_empty(), "{:?}", audit.violations);
+}
+
+/// A job updated while it runs, with `on_remove = "cancel"`: its run is
+/// cancelled at the update (where `drain` lets it go on, see above), is
+/// counted, ends as cancelled and is not left behind as a leak.
+#[tokio::test(start_paused = true)]
+async fn an_update_with_on_remove_cancel_cancels_the_running_run() {
+    let h = Harness::new(config());
+    let v1 = jobs(&[(
+        "j.toml",
+        "schedule = \"0 0 * * *\"\ncommand = [\"sim\", \"1h\"]\nkill_grace = \"5s\"\non_remove = \"cancel\"\n",
+    )]);
+    h.sched.apply(create_all(&v1), "rev1").await.unwrap();
+    let run = h.sched.trigger(&JobId::parse("j").unwrap()).await.unwrap();
+    wait(1).await;
+    let v2 = jobs(&[(
+        "j.toml",
+        "schedule = \"0 0 * * *\"\ncommand = [\"sim\", \"1h\"]\nkill_grace = \"5s\"\non_remove = \"cancel\"\ntimeout = \"2h\"\n",
+    )]);
+    let running: BTreeMap<JobId, u64> = v1
+        .iter()
+        .map(|(id, s)| (id.clone(), driftcron::plan::spec_digest(s)))
+        .collect();
+    let r = h.sched.apply(diff(&v2, &running), "rev2").await.unwrap();
+    assert_eq!((r.updated, r.cancelled, r.draining), (1, 1, 0), "{r:?}");
+    wait(1).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.cancelled, 1, "{:?}", s.counters);
+    assert_eq!(s.running, 0);
+    let j = s.job("j").unwrap();
+    assert!(j.active.is_empty(), "{:?}", j.active);
+    let ended = &j.recent[0];
+    assert_eq!(
+        (ended.run_id.to_string(), &*ended.outcome),
+        (run, "cancelled")
+    );
+    // Ended at the update, one second in, not after its hour.
+    assert_eq!(ended.finished - ended.started, TimeDelta::seconds(1));
+    assert!(s.leaked.is_empty(), "{:?}", s.leaked);
+}
+
+/// Timeouts are the runner's to enforce (SimRunner does not: its run of an
+/// hour ignores its one-minute timeout). A run still going past timeout +
+/// kill grace + `LEAK_SLACK` is reported leaked, past its timeout, and not
+/// a moment before.
+#[tokio::test(start_paused = true)]
+async fn a_run_past_its_timeout_is_leaked_after_grace_and_slack() {
+    let h = Harness::new(config());
+    h.apply(&[(
+        "j.toml",
+        "schedule = \"0 0 * * *\"\ncommand = [\"sim\", \"1h\"]\ntimeout = \"1m\"\nkill_grace = \"5s\"\n",
+    )])
+    .await;
+    let run = h.sched.trigger(&JobId::parse("j").unwrap()).await.unwrap();
+    let limit = Duration::from_secs(60 + 5) + LEAK_SLACK;
+    tokio::time::sleep(limit).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.running, 1);
+    assert!(s.leaked.is_empty(), "at the limit: {:?}", s.leaked);
+    wait(1).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.leaked.len(), 1, "{:?}", s.leaked);
+    let leak = &s.leaked[0];
+    assert_eq!(leak.reason, driftcron::scheduler::LeakReason::PastTimeout);
+    assert_eq!(
+        (leak.job.as_str(), leak.run_id.as_deref()),
+        ("j", Some(run.as_str()))
+    );
+    assert_eq!(leak.age_secs, limit.as_secs() as i64 + 1);
 }
 
 /// A runner that keeps nothing of its start (no shared block, so no way to
