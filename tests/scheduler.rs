@@ -953,6 +953,53 @@ async fn audit_finds_lost_specs_and_stale_schedule_users() {
     );
 }
 
+/// A lane that dies (a bug: runs cannot panic it) takes the runs it
+/// drives: the audit says so for as long as the scheduler lives, the next
+/// runs get a new lane, and shutdown still ends, bounded.
+#[tokio::test(start_paused = true)]
+async fn a_lane_that_dies_is_found_by_the_audit_and_replaced() {
+    use driftcron::scheduler::Fault;
+    let h = Harness::new(config());
+    h.apply(&[
+        (
+            "long.toml",
+            "schedule = \"@daily\"\ncommand = [\"sim\", \"1h\"]\n",
+        ),
+        (
+            "short.toml",
+            "schedule = \"@daily\"\ncommand = [\"sim\", \"2s\"]\n",
+        ),
+    ])
+    .await;
+    h.sched
+        .trigger(&JobId::parse("long").unwrap())
+        .await
+        .unwrap();
+    wait(1).await;
+    assert!(h.sched.audit().await.unwrap().violations.is_empty());
+    h.sched.inject(Fault::LaneDied).await.unwrap();
+    wait(1).await;
+    let all = h.sched.audit().await.unwrap().violations.join("\n");
+    assert!(all.contains("lane(s) ended on their own"), "{all}");
+    // A run started after the death is driven by a new lane to its end.
+    h.sched
+        .trigger(&JobId::parse("short").unwrap())
+        .await
+        .unwrap();
+    wait(3).await;
+    let s = h.sched.state().await.unwrap();
+    assert_eq!(s.counters.succeeded, 1, "{:?}", s.counters);
+    assert_eq!(s.running, 1, "the lost run never reports");
+    let all = h.sched.audit().await.unwrap().violations.join("\n");
+    assert!(all.contains("lane(s) ended on their own"), "still: {all}");
+    let report = h.sched.shutdown(Duration::from_millis(10)).await;
+    assert_eq!(
+        report.drained + report.cancelled + report.abandoned.len(),
+        1,
+        "{report:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn jitter_longer_than_the_period_is_not_a_misfire() {
     let h = Harness::new(config());

@@ -1753,6 +1753,7 @@ impl Core {
                     self.schedules.intern(job.spec.schedule);
                 }
             }
+            Fault::LaneDied => self.tasks.abort_lanes(),
         }
     }
 
@@ -2117,6 +2118,14 @@ mod tests {
         assert_eq!((report.drained, report.cancelled), (1, 0));
         assert!(core.tasks.is_empty() && core.execs.len() == 0);
         assert_eq!(core.counters.succeeded, 1);
+    }
+
+    /// The sizes the README's memory figures are made of: a change that
+    /// grows them should change the README too.
+    #[test]
+    fn a_job_entry_is_256_bytes_with_a_40_byte_timing() {
+        assert_eq!(std::mem::size_of::<Timing>(), 40);
+        assert_eq!(std::mem::size_of::<JobEntry>(), 256);
     }
 
     #[test]

@@ -109,6 +109,9 @@ pub enum Fault {
     /// One user of a schedule counted that no job is (a removal that
     /// forgot to release its schedule).
     StaleScheduleUser,
+    /// Every execution lane stops, taking the runs it drives (a lane that
+    /// panicked or was aborted by mistake).
+    LaneDied,
 }
 
 /// Runs executions. The scheduler decides *when*; a runner decides *how*.

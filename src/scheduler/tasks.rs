@@ -201,6 +201,13 @@ where
         self.live == 0
     }
 
+    /// Stops every lane as a bug would (`Fault::LaneDied`).
+    pub fn abort_lanes(&self) {
+        for lane in &self.lanes {
+            lane.task.abort();
+        }
+    }
+
     /// Lanes that ended on their own, replaced or not yet: each took the
     /// runs it held with it, which never report, so the audit says so for
     /// as long as the scheduler lives.
