@@ -6,12 +6,15 @@
 //! - a child that obeys SIGTERM is not SIGKILLed;
 //! - output capped to its tail, stdout and stderr both captured;
 //! - the environment: minimal base + job env + DRIFTCRON_*; nothing else
-//!   from the daemon's own environment;
+//!   from the daemon's own environment; a scheduled run's retry keeps its
+//!   slot and run id and counts its attempt;
 //! - spawn failures and `workdir`;
 //! - through the [`Scheduler`]: a removed job's run (`on_remove = "drain"`
 //!   is reported as leaked after the grace and cleared once dead;
-//!   `"cancel"` terminates it), bounded and idempotent `shutdown`, and the
-//!   audit finding an orphan process group and the injected faults.
+//!   `"cancel"` terminates it), `concurrency = "replace"` killing a run
+//!   that ignores SIGTERM (grandchild included) as the next one starts,
+//!   bounded and idempotent `shutdown`, and the audit finding an orphan
+//!   process group and the injected faults.
 //!
 //! Every wait polls with a deadline rather than sleeping a fixed time, so
 //! the tests hold on a loaded 2-core machine.
@@ -20,7 +23,9 @@
 //! killed grandchild stays a zombie forever. A zombie is dead (it runs
 //! nothing and holds no resources but its pid), so [`alive`] treats it as
 //! gone. Scheduler tests `exec` the long-running program so a run's group
-//! holds only its leader, which tokio reaps.
+//! holds only its leader, which tokio reaps; the `replace` test keeps a
+//! grandchild on purpose, and checks its group with the zombie-blind
+//! [`executor::group_alive`] rather than `kill(-pgid, 0)`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
@@ -29,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use driftcron::plan::{Plan, diff};
 use driftcron::scheduler::executor::{
     self, ExecRequest, ExecResult, ExecShared, ExecStart, Outcome,
@@ -87,7 +92,12 @@ fn load_files(files: &[(&str, String)]) -> Loaded {
 
 /// Loads one job `<id>.toml` (the schedule is added) and returns its spec.
 fn job(id: &str, body: &str) -> JobSpec {
-    let text = format!("schedule = {}\n{body}\n", q(NEVER_DURING_TESTS));
+    job_on(id, NEVER_DURING_TESTS, body)
+}
+
+/// Loads one job `<id>.toml` firing on `schedule` and returns its spec.
+fn job_on(id: &str, schedule: &str, body: &str) -> JobSpec {
+    let text = format!("schedule = {}\n{body}\n", q(schedule));
     let loaded = load_files(&[(&format!("{id}.toml"), text.clone())]);
     assert!(
         loaded.is_valid(),
@@ -183,6 +193,30 @@ async fn run_direct(spec: JobSpec) -> (ExecResult, u32, Duration) {
     let t0 = Instant::now();
     let result = executor::run(req).await;
     (result, shared.pid.load(Ordering::SeqCst), t0.elapsed())
+}
+
+/// A schedule that fires at each of the whole seconds `offsets` (under 60)
+/// after the current one, and those instants: slots a real-time test can
+/// wait for. It names seconds of the minute, so its next slot after these
+/// is most of a minute away, well past the test.
+fn slots_from_now(offsets: &[i64]) -> (String, Vec<DateTime<Utc>>) {
+    use chrono::{DurationRound, TimeDelta};
+    let this_second = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap();
+    let slots: Vec<DateTime<Utc>> = offsets
+        .iter()
+        .map(|&o| {
+            assert!((1..60).contains(&o), "offset {o}");
+            this_second + TimeDelta::seconds(o)
+        })
+        .collect();
+    let seconds: Vec<String> = slots.iter().map(|t| t.second().to_string()).collect();
+    (format!("{} * * * * *", seconds.join(",")), slots)
+}
+
+/// `<job>@<slot, RFC 3339 UTC to the second>`, spelled out here rather than
+/// taken from the library so that a change to the format is noticed.
+fn expected_run_id(job: &str, slot: DateTime<Utc>) -> String {
+    format!("{job}@{}", slot.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 fn path_str(p: &Path) -> &str {
@@ -443,6 +477,84 @@ async fn the_environment_is_minimal_plus_job_env_plus_run_identity() {
     }
 }
 
+/// A retry is the same run as its first attempt: it names the slot it
+/// retries, not the time it starts, and only `DRIFTCRON_ATTEMPT` moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_retry_names_its_slot_and_counts_its_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = path_str(dir.path());
+    // Fails on its first attempt, succeeds on its second; each attempt
+    // writes its environment to a file of its own.
+    let script = format!("env > {d}/env-$DRIFTCRON_ATTEMPT; test \"$DRIFTCRON_ATTEMPT\" -ge 2");
+    let (schedule, slots) = slots_from_now(&[2]);
+    let slot = slots[0];
+    let spec = job_on(
+        "retried",
+        &schedule,
+        &format!(
+            "shell = {}\ntimeout = \"10s\"\nretries = 1\nretry_backoff = \"1s\"",
+            q(&script)
+        ),
+    );
+    let s = start();
+    s.apply(create_plan(&[&spec]), "rev1").await.unwrap();
+    let st = wait_state(&s, "both attempts to end", Duration::from_secs(10), |st| {
+        st.job("retried").is_some_and(|j| j.recent.len() == 2)
+    })
+    .await;
+    s.shutdown(Duration::from_secs(1)).await;
+
+    let run_id = expected_run_id("retried", slot);
+    let recent = &st.job("retried").unwrap().recent;
+    let shown: Vec<_> = recent
+        .iter()
+        .map(|r| (r.run_id.to_string(), r.attempt, &*r.outcome))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (run_id.clone(), 1, "failed"),
+            (run_id.clone(), 2, "succeeded")
+        ]
+    );
+    assert_eq!(st.counters.retries_scheduled, 1, "{:?}", st.counters);
+    // The retry started a backoff after the slot, in a later second: a
+    // run id or slot taken from the retry's own start would differ.
+    let retried_at = recent[1].started;
+    assert!(
+        retried_at >= slot + chrono::TimeDelta::seconds(1),
+        "retry at {retried_at}, slot {slot}"
+    );
+
+    let slot_text = slot.to_rfc3339_opts(SecondsFormat::Secs, true);
+    for attempt in ["1", "2"] {
+        let text = std::fs::read_to_string(dir.path().join(format!("env-{attempt}")))
+            .unwrap_or_else(|e| panic!("attempt {attempt} wrote no environment: {e}"));
+        let env: HashMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        let got = |k: &str| env.get(k).copied();
+        assert_eq!(
+            got("DRIFTCRON_ATTEMPT"),
+            Some(attempt),
+            "attempt {attempt}:\n{text}"
+        );
+        assert_eq!(
+            got("DRIFTCRON_RUN_ID"),
+            Some(run_id.as_str()),
+            "attempt {attempt}:\n{text}"
+        );
+        assert_eq!(
+            got("DRIFTCRON_SCHEDULED_AT"),
+            Some(slot_text.as_str()),
+            "attempt {attempt}:\n{text}"
+        );
+        assert_eq!(
+            got("DRIFTCRON_JOB"),
+            Some("retried"),
+            "attempt {attempt}:\n{text}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 5. Spawn failures and workdir
 // ---------------------------------------------------------------------------
@@ -694,6 +806,118 @@ async fn removed_job_with_on_remove_cancel_is_terminated_and_not_leaked() {
     let audit = s.audit().await.unwrap();
     assert!(audit.violations.is_empty(), "{audit:?}");
     s.shutdown(Duration::from_secs(1)).await;
+}
+
+// ---------------------------------------------------------------------------
+// 6b. `concurrency = "replace"`
+// ---------------------------------------------------------------------------
+
+/// The next slot of a `replace` job cancels the run still going: SIGTERM
+/// to its group, SIGKILL after `kill_grace` when ignored, the grandchild
+/// included; it is counted, and the new run starts at once, alongside the
+/// old one's grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_kills_a_stubborn_run_and_its_grandchild_and_starts_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = path_str(dir.path());
+    // Each run files what it knows under its pid (its process group): its
+    // grandchild's pid, that it is ready, and every SIGTERM it gets. The
+    // grandchild starts while TERM is ignored, so it ignores it too (an
+    // ignored signal stays ignored across fork and exec); the shell then
+    // notes TERM and goes on waiting.
+    let script = format!(
+        "trap '' TERM; sleep 300 & echo $! > {d}/$$.gc; \
+         trap 'echo term >> {d}/$$.term' TERM; echo ready > {d}/$$.ready; \
+         while :; do wait; done"
+    );
+    let (schedule, slots) = slots_from_now(&[2, 4]);
+    let spec = job_on(
+        "replaced",
+        &schedule,
+        &format!(
+            "shell = {}\ntimeout = \"30s\"\nkill_grace = \"1s\"\nconcurrency = \"replace\"",
+            q(&script)
+        ),
+    );
+    let s = start();
+    s.apply(create_plan(&[&spec]), "rev1").await.unwrap();
+
+    let old = running_pid(&s, "replaced").await;
+    wait_for("the first run to be ready", Duration::from_secs(5), || {
+        dir.path().join(format!("{old}.ready")).exists()
+    })
+    .await;
+    let grandchild: u32 = std::fs::read_to_string(dir.path().join(format!("{old}.gc")))
+        .expect("the shell wrote its grandchild's pid")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(grandchild));
+
+    // The second slot: the new run is spawned while the old one is still
+    // in its grace.
+    let st = wait_state(&s, "the second slot's run", Duration::from_secs(5), |st| {
+        st.job("replaced")
+            .is_some_and(|j| j.active.iter().any(|e| e.pid != 0 && e.pid != old))
+    })
+    .await;
+    let active = &st.job("replaced").unwrap().active;
+    let was = active
+        .iter()
+        .find(|e| e.pid == old)
+        .expect("the old run is still in its grace when the new one starts");
+    let now = active.iter().find(|e| e.pid != old).unwrap();
+    let new = now.pid;
+    assert_eq!(was.run_id, expected_run_id("replaced", slots[0]));
+    let cancelled_at = was
+        .cancelling_since
+        .expect("the old run is being cancelled");
+    assert_eq!(now.run_id, expected_run_id("replaced", slots[1]));
+    assert_eq!((now.attempt, now.cancelling_since), (1, None));
+
+    let st = wait_state(&s, "the old run to end", Duration::from_secs(5), |st| {
+        st.job("replaced").is_some_and(|j| j.active.len() == 1)
+    })
+    .await;
+    let job = st.job("replaced").unwrap();
+    assert_eq!(job.active[0].pid, new, "the new run goes on");
+    let ended = &job.recent[0];
+    assert_eq!(ended.run_id, expected_run_id("replaced", slots[0]));
+    assert_eq!(&*ended.outcome, "cancelled");
+    // SIGTERM came first and was ignored (the shell noted it and lived on),
+    // then SIGKILL, not before the grace.
+    assert!(
+        std::fs::read_to_string(dir.path().join(format!("{old}.term")))
+            .is_ok_and(|t| t.contains("term")),
+        "the old run never got SIGTERM"
+    );
+    let took = (ended.finished - cancelled_at).to_std().unwrap_or_default();
+    assert!(
+        took >= Duration::from_millis(950),
+        "SIGKILLed before its 1 s grace: {took:?}"
+    );
+    let c = &st.counters;
+    assert_eq!(
+        (c.started, c.replaced, c.cancelled, c.killed, c.failed),
+        (2, 1, 1, 1, 0),
+        "{c:?}"
+    );
+
+    // The old group is gone, grandchild included; zombies aside (see the
+    // module docs), nothing of it is left to signal.
+    assert!(!alive(old), "the replaced child {old} survived");
+    wait_for(
+        "the replaced run's group to be gone",
+        Duration::from_secs(2),
+        || !alive(grandchild) && !executor::group_alive(old),
+    )
+    .await;
+    assert!(alive(new), "the new run {new} was hit too");
+    assert!(executor::group_alive(new));
+    let audit = s.audit().await.unwrap();
+    assert!(audit.violations.is_empty(), "{audit:?}");
+    s.shutdown(Duration::from_millis(100)).await;
+    assert!(!alive(new));
 }
 
 // ---------------------------------------------------------------------------
