@@ -1,15 +1,18 @@
-//! The HTTP executor against a real HTTP server on loopback.
+//! The HTTP executor against a real HTTP server on loopback, and against
+//! loopback peers that never let a connect complete (a full accept queue,
+//! a TLS peer that never answers).
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use driftcron::scheduler::Outcome;
-use driftcron::scheduler::executor::{ExecRequest, ExecShared, run};
+use driftcron::scheduler::executor::{ExecRequest, ExecShared, HTTP_CONNECT_TIMEOUT, run};
 use driftcron::snapshot::{Snapshot, SourceFile};
 use driftcron::spec::{LoadOptions, load};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// A minimal HTTP/1.1 server: answers by path, records each request's head
 /// and body.
@@ -214,5 +217,101 @@ async fn timeout_cancel_refused_and_output_cap() {
     assert_eq!(
         r.output_dropped,
         ("HTTP 200 OK\n".len() + 10_003 - 100) as u64
+    );
+}
+
+/// A loopback address whose connects hang, as a blackholed one's do: a
+/// listener that never accepts, its accept queue already full. Linux drops
+/// the SYN of a connect to a full queue, whatever else is configured, so
+/// the connecting side resends it and never hears back. Returns what must
+/// be kept alive along with the address.
+async fn blackhole() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    // Linux counts a queue as full once it holds more than the backlog:
+    // with 0, one connection fills it.
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    // Connect until a connect does not complete: the queue is full then,
+    // and stays so, since nothing accepts.
+    while let Ok(connected) =
+        tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await
+    {
+        queued.push(connected.expect("connecting to the listener"));
+        assert!(queued.len() < 16, "the accept queue never filled");
+    }
+    (addr, listener, queued)
+}
+
+/// A TLS server that accepts and then says nothing: the handshake never
+/// completes. The accepted connections are kept open for the test's life.
+async fn silent_tls_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    addr
+}
+
+/// Runs `toml`'s request; the outcome, its output as text, and how long it
+/// took. Panics if it is not over well after every bound it should meet.
+async fn timed_run(toml: String) -> (Outcome, String, Duration) {
+    let t0 = Instant::now();
+    let r = tokio::time::timeout(
+        HTTP_CONNECT_TIMEOUT + Duration::from_secs(10),
+        run(request(&toml).0),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the run is not bounded:\n{toml}"));
+    (
+        r.outcome,
+        String::from_utf8_lossy(&r.output).into_owned(),
+        t0.elapsed(),
+    )
+}
+
+/// `timeout = "none"` leaves a request unbounded once connected, but never
+/// the connect: a blackholed address, or a server that never completes the
+/// TLS handshake, fails the run after HTTP_CONNECT_TIMEOUT (a failure, not
+/// the job's own timeout). A job's shorter `timeout` still comes first.
+/// The three run side by side: the test takes the bound once.
+#[tokio::test]
+async fn a_connect_that_never_completes_is_bounded_without_a_timeout() {
+    let (hole, _listener, _queued) = blackhole().await;
+    let tls = silent_tls_server().await;
+    let ((blackholed, out, took), (stalled, tls_out, tls_took), (timed_out, _, short)) = tokio::join!(
+        timed_run(job(&format!("http://{hole}/"), "timeout = \"none\"")),
+        timed_run(job(&format!("https://{tls}/"), "timeout = \"none\"")),
+        timed_run(job(&format!("http://{hole}/"), "timeout = \"1s\"")),
+    );
+
+    let failed = Outcome::Failed {
+        code: None,
+        signal: None,
+    };
+    for (what, outcome, out, took) in [
+        ("blackholed connect", blackholed, out, took),
+        ("stalled TLS handshake", stalled, tls_out, tls_took),
+    ] {
+        assert_eq!(outcome, failed, "{what}: {out}");
+        assert!(out.contains("connect timed out"), "{what}: {out}");
+        assert!(
+            took >= HTTP_CONNECT_TIMEOUT,
+            "{what}: over before the bound, in {took:?}: {out}"
+        );
+        assert!(
+            took < HTTP_CONNECT_TIMEOUT + Duration::from_secs(3),
+            "{what}: took {took:?}"
+        );
+    }
+    assert_eq!(timed_out, Outcome::TimedOut);
+    assert!(
+        short >= Duration::from_secs(1) && short < HTTP_CONNECT_TIMEOUT,
+        "the job's 1 s timeout took {short:?}"
     );
 }

@@ -31,6 +31,18 @@ const OUTPUT_DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// Read buffer for child output.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// How long an `[http]` job may take to connect: name resolution, TCP and
+/// TLS together. A job's `timeout` bounds its whole request, but with
+/// `timeout = "none"` nothing else would bound the connect: the kernel
+/// gives up on a blackholed address (SYNs silently dropped) only after
+/// about two minutes of SYN retries, and a peer that accepts but never
+/// completes the TLS handshake holds the run for ever, a `forbid` job
+/// skipping every slot meanwhile. 10 s still lets a connect survive three
+/// lost SYNs (resent after 1, 3 and 7 s), and is far above what a
+/// reachable server takes. It is a client-wide setting, so the shared
+/// clients carry it.
+pub const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// PATH given to jobs when the daemon has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -461,7 +473,7 @@ pub async fn run(req: ExecRequest) -> ExecResult {
 
 /// HTTP clients, built once: building one parses the root store, which is
 /// too slow to repeat per run. Two, because certificate checking is a
-/// client-wide setting.
+/// client-wide setting (as is [`HTTP_CONNECT_TIMEOUT`], the same for both).
 fn http_client(verify: bool) -> Result<&'static reqwest::Client, String> {
     static VERIFIED: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     static UNVERIFIED: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
@@ -470,6 +482,7 @@ fn http_client(verify: bool) -> Result<&'static reqwest::Client, String> {
         reqwest::Client::builder()
             .user_agent(concat!("driftcron/", env!("CARGO_PKG_VERSION")))
             .danger_accept_invalid_certs(!verify)
+            .connect_timeout(HTTP_CONNECT_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))
     })
@@ -544,11 +557,22 @@ async fn run_http(http: &HttpSpec, req: &ExecRequest) -> ExecResult {
             };
             done(outcome, tail)
         }
-        Err(e) if e.is_timeout() => done(Outcome::TimedOut, tail),
+        // The job's own `timeout` ran out. A connect that ran past
+        // HTTP_CONNECT_TIMEOUT is a timeout too, but not the job's: it
+        // fails like any other connect error, saying why.
+        Err(e) if e.is_timeout() && !e.is_connect() => done(Outcome::TimedOut, tail),
         Err(e) => {
             // Keep the whole error chain: "error sending request" alone
             // does not say connection refused.
-            let mut msg = e.to_string();
+            let mut msg = if e.is_connect() && e.is_timeout() {
+                format!(
+                    "connect timed out (bounded at {}): ",
+                    humantime::format_duration(HTTP_CONNECT_TIMEOUT)
+                )
+            } else {
+                String::new()
+            };
+            msg.push_str(&e.to_string());
             let mut src = std::error::Error::source(&e);
             while let Some(s) = src {
                 msg.push_str(&format!(": {s}"));
