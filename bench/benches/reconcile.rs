@@ -149,6 +149,8 @@ fn main() {
     };
     let jobs = arg("--jobs", 10_000);
     let reps = arg("--reps", 5).max(1);
+    // The allocator as `driftcron run` sets it up, before any thread.
+    driftcron::memory::tune_allocator();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
