@@ -1353,15 +1353,16 @@ async fn an_updated_jobs_run_keeps_the_spec_it_started_with() {
     assert!(audit.violations.is_empty(), "{:?}", audit.violations);
 }
 
-/// A job updated while it runs, with `on_remove = "cancel"`: its run is
-/// cancelled at the update (where `drain` lets it go on, see above), is
-/// counted, ends as cancelled and is not left behind as a leak.
+/// A job updated while it runs, to a spec with `on_remove = "cancel"`: its
+/// run is cancelled at the update (where `drain` lets it go on, see above),
+/// is counted, ends as cancelled and is not left behind as a leak. The new
+/// spec's policy decides: the version that started the run said `drain`.
 #[tokio::test(start_paused = true)]
 async fn an_update_with_on_remove_cancel_cancels_the_running_run() {
     let h = Harness::new(config());
     let v1 = jobs(&[(
         "j.toml",
-        "schedule = \"0 0 * * *\"\ncommand = [\"sim\", \"1h\"]\nkill_grace = \"5s\"\non_remove = \"cancel\"\n",
+        "schedule = \"0 0 * * *\"\ncommand = [\"sim\", \"1h\"]\nkill_grace = \"5s\"\non_remove = \"drain\"\n",
     )]);
     h.sched.apply(create_all(&v1), "rev1").await.unwrap();
     let run = h.sched.trigger(&JobId::parse("j").unwrap()).await.unwrap();
