@@ -213,6 +213,18 @@ fn slots_from_now(offsets: &[i64]) -> (String, Vec<DateTime<Utc>>) {
     (format!("{} * * * * *", seconds.join(",")), slots)
 }
 
+/// Fails at once, saying why, when an apply landed too late for the slot
+/// a test computed (a loaded machine), instead of timing out later on a
+/// run that will not come for a minute.
+async fn expect_next_fire(s: &Scheduler, job: &str, slot: DateTime<Utc>) {
+    let st = s.state().await.unwrap();
+    assert_eq!(
+        st.job(job).and_then(|j| j.next_fire),
+        Some(slot),
+        "the apply landed after the test's first slot: rerun on a less loaded machine"
+    );
+}
+
 /// `<job>@<slot, RFC 3339 UTC to the second>`, spelled out here rather than
 /// taken from the library so that a change to the format is noticed.
 fn expected_run_id(job: &str, slot: DateTime<Utc>) -> String {
@@ -486,7 +498,8 @@ async fn a_scheduled_retry_names_its_slot_and_counts_its_attempt() {
     // Fails on its first attempt, succeeds on its second; each attempt
     // writes its environment to a file of its own.
     let script = format!("env > {d}/env-$DRIFTCRON_ATTEMPT; test \"$DRIFTCRON_ATTEMPT\" -ge 2");
-    let (schedule, slots) = slots_from_now(&[2]);
+    let s = start();
+    let (schedule, slots) = slots_from_now(&[3]);
     let slot = slots[0];
     let spec = job_on(
         "retried",
@@ -496,8 +509,8 @@ async fn a_scheduled_retry_names_its_slot_and_counts_its_attempt() {
             q(&script)
         ),
     );
-    let s = start();
     s.apply(create_plan(&[&spec]), "rev1").await.unwrap();
+    expect_next_fire(&s, "retried", slot).await;
     let st = wait_state(&s, "both attempts to end", Duration::from_secs(10), |st| {
         st.job("retried").is_some_and(|j| j.recent.len() == 2)
     })
@@ -830,7 +843,8 @@ async fn replace_kills_a_stubborn_run_and_its_grandchild_and_starts_the_next() {
          trap 'echo term >> {d}/$$.term' TERM; echo ready > {d}/$$.ready; \
          while :; do wait; done"
     );
-    let (schedule, slots) = slots_from_now(&[2, 4]);
+    let s = start();
+    let (schedule, slots) = slots_from_now(&[3, 6]);
     let spec = job_on(
         "replaced",
         &schedule,
@@ -839,8 +853,8 @@ async fn replace_kills_a_stubborn_run_and_its_grandchild_and_starts_the_next() {
             q(&script)
         ),
     );
-    let s = start();
     s.apply(create_plan(&[&spec]), "rev1").await.unwrap();
+    expect_next_fire(&s, "replaced", slots[0]).await;
 
     let old = running_pid(&s, "replaced").await;
     wait_for("the first run to be ready", Duration::from_secs(5), || {

@@ -195,7 +195,14 @@ async fn timeout_cancel_refused_and_output_cap() {
         .local_addr()
         .unwrap()
         .port();
-    let r = run(request(&job(&format!("http://127.0.0.1:{port}/"), "")).0).await;
+    // Bounded: a test running alongside may bind the freed port and
+    // accept without answering.
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        run(request(&job(&format!("http://127.0.0.1:{port}/"), "")).0),
+    )
+    .await
+    .expect("a refused connect fails at once");
     assert_eq!(
         r.outcome,
         Outcome::Failed {
@@ -235,12 +242,21 @@ async fn blackhole() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
     let mut queued = Vec::new();
     // Connect until a connect does not complete: the queue is full then,
     // and stays so, since nothing accepts.
+    // A loopback connect to a queue with room completes in well under a
+    // millisecond; the probe is long so that a loaded machine's slow
+    // connect is not taken for a full queue.
     while let Ok(connected) =
-        tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await
+        tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await
     {
         queued.push(connected.expect("connecting to the listener"));
         assert!(queued.len() < 16, "the accept queue never filled");
     }
+    // One queued connection is what fills a backlog of 0: none means the
+    // first connect was merely slow, and the queue is not full.
+    assert!(
+        !queued.is_empty(),
+        "the first connect to the listener timed out"
+    );
     (addr, listener, queued)
 }
 

@@ -409,8 +409,9 @@ async fn clock_jump_backward_never_fires_twice() {
     .await;
     wait(21).await;
     h.clock.jump(TimeDelta::seconds(-15));
-    // The scheduler reads the stepped-back clock at once (a command wakes
-    // it), not only at its next timer wake.
+    // The next slot was 00:00:30 before the step, and stays so: a
+    // scheduler that recomputed it from the stepped-back clock would say
+    // 00:00:10 again.
     let s = h.sched.state().await.unwrap();
     assert_eq!(
         s.job("j").unwrap().next_fire,

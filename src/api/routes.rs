@@ -232,6 +232,12 @@ impl<'a> FlatSpecs<'a> {
 impl Serialize for FlatSpecs<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
+        debug_assert!(
+            self.running
+                .jobs
+                .is_sorted_by(|a, b| a.id.as_str() < b.id.as_str()),
+            "the snapshot's jobs are in the byte order of their ids"
+        );
         let mut map = s.serialize_map(None)?;
         for (id, spec) in self.each() {
             map.serialize_entry(id.as_str(), &crate::plan::fields(spec))?;
@@ -501,6 +507,8 @@ mod tests {
                 "schedule = \"@hourly\"\nshell = \"echo hi\"\nenv = { K = \"v\" }\n",
             ),
             ("a-b.toml", "schedule = \"@daily\"\ncommand = [\"true\"]\n"),
+            // Byte order puts `a-b` before `a/x`; a segment order would not.
+            ("a/x.toml", "schedule = \"@daily\"\ncommand = [\"true\"]\n"),
             (
                 "stale.toml",
                 "schedule = \"@daily\"\ncommand = [\"true\"]\n",
