@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The daemon's HTTP API at scale: response times, body sizes and RSS.
 
-Generates JOBS job files in folders of 100 (none due for months, so no
-process runs), starts `driftcron run` on them as a folder source, waits for
+Generates JOBS job files in folders of 100 (due six months from now, so
+no process runs), starts `driftcron run` on them as a folder source, waits for
 the apply, then asks each endpoint three times, printing every time (the
 first of the snapshot-backed ones builds the shared snapshot) and the
 daemon's RSS after each endpoint, then after three more rounds of every
@@ -25,7 +25,16 @@ import sys
 import tempfile
 import time
 
-SCHEDULES = ["0 3 1 1 *", "30 2 2 1 *", "0 4 3 1 *", "15 5 4 1 *", "0 9 5 1 *", "45 1 6 1 *"]
+# Days 1-6 of the month six months from now: never due while it runs.
+_MONTH = (time.gmtime().tm_mon + 5) % 12 + 1
+SCHEDULES = [
+    f"0 3 1 {_MONTH} *",
+    f"30 2 2 {_MONTH} *",
+    f"0 4 3 {_MONTH} *",
+    f"15 5 4 {_MONTH} *",
+    f"0 9 5 {_MONTH} *",
+    f"45 1 6 {_MONTH} *",
+]
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo"]
 ENDPOINTS = [
     "/api/v1/status",

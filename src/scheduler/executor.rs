@@ -559,8 +559,12 @@ async fn run_http(http: &HttpSpec, req: &ExecRequest) -> ExecResult {
         }
         // The job's own `timeout` ran out. A connect that ran past
         // HTTP_CONNECT_TIMEOUT is a timeout too, but not the job's: it
-        // fails like any other connect error, saying why.
-        Err(e) if e.is_timeout() && !e.is_connect() => done(Outcome::TimedOut, tail),
+        // fails like any other connect error, saying why. So does a
+        // timeout without a job timeout (the kernel's ETIMEDOUT on an
+        // established connection, which reqwest also calls a timeout).
+        Err(e) if e.is_timeout() && !e.is_connect() && spec.timeout.is_some() => {
+            done(Outcome::TimedOut, tail)
+        }
         Err(e) => {
             // Keep the whole error chain: "error sending request" alone
             // does not say connection refused.
