@@ -13,3 +13,5 @@ pub mod snapshot;
 pub mod source;
 pub mod spec;
 pub mod status;
+#[cfg(test)]
+mod test_support;

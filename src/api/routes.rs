@@ -488,9 +488,8 @@ async fn webhook(State(st): State<Shared>, headers: HeaderMap, body: Body) -> Ap
 mod tests {
     use super::*;
     use crate::drift::FieldsById;
-    use crate::scheduler::state::{AuditReport, Counters, JobState};
-    use crate::snapshot::Snapshot;
-    use crate::spec::{LoadOptions, load};
+    use crate::scheduler::state::JobState;
+    use crate::test_support::{job_state, running, specs};
 
     /// Streamed, the specs are the JSON the map of every job's fields was:
     /// the same jobs (a job running another spec left out), in the same
@@ -514,31 +513,10 @@ mod tests {
                 "schedule = \"@daily\"\ncommand = [\"true\"]\n",
             ),
         ];
-        let snap = Snapshot::from_texts("r", &files);
-        let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
-        let loaded = load(
-            &snap,
-            &LoadOptions {
-                now,
-                max_jobs: None,
-            },
-        );
-        assert!(loaded.is_valid());
-        let applied: crate::reconcile::Jobs = Arc::new(loaded.desired.jobs);
+        let applied: crate::reconcile::Jobs = Arc::new(specs(&files));
         let mut jobs: Vec<JobState> = applied
             .iter()
-            .map(|(id, spec)| JobState {
-                id: id.clone(),
-                spec_digest: SpecDigest(crate::plan::spec_digest(spec)),
-                generation: 1,
-                enabled: true,
-                suspended: false,
-                overridden: false,
-                next_fire: None,
-                active: vec![],
-                queued: 0,
-                recent: Default::default(),
-            })
+            .map(|(id, spec)| job_state(id.as_str(), spec))
             .collect();
         // This one runs a spec that is no longer the applied one.
         jobs.iter_mut()
@@ -546,19 +524,7 @@ mod tests {
             .unwrap()
             .spec_digest = SpecDigest(1);
         jobs.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        let running = crate::scheduler::RunningState {
-            now,
-            revision: None,
-            job_counts: Default::default(),
-            jobs,
-            running: 0,
-            max_running: 8,
-            queued: 0,
-            max_queued: 64,
-            leaked: vec![],
-            counters: Counters::default(),
-            audit: AuditReport::default(),
-        };
+        let running = running(jobs, vec![], "r");
         let map: FieldsById = applied
             .iter()
             .filter(|(id, _)| id.as_str() != "stale")

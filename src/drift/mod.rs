@@ -382,54 +382,8 @@ pub fn compute(input: &DriftInput<'_>) -> DriftReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::state::{AuditReport, Counters, JobState, LeakedTask};
-    use crate::snapshot::Snapshot;
-    use crate::spec::{LoadOptions, load};
-
-    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, Arc<JobSpec>> {
-        let snap = Snapshot::from_texts("r", files);
-        let now = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
-        let l = load(
-            &snap,
-            &LoadOptions {
-                now,
-                max_jobs: None,
-            },
-        );
-        assert!(l.is_valid());
-        l.desired.jobs
-    }
-
-    fn job_state(id: &str, spec: &JobSpec) -> JobState {
-        JobState {
-            id: JobId::parse(id).unwrap(),
-            spec_digest: SpecDigest(spec_digest(spec)),
-            generation: 1,
-            enabled: true,
-            suspended: false,
-            overridden: false,
-            next_fire: None,
-            active: vec![],
-            queued: 0,
-            recent: Default::default(),
-        }
-    }
-
-    fn running(jobs: Vec<JobState>, leaked: Vec<LeakedTask>, rev: &str) -> RunningState {
-        RunningState {
-            now: DateTime::from_timestamp(1_767_225_600, 0).unwrap(),
-            revision: Some(rev.into()),
-            job_counts: Default::default(),
-            jobs,
-            running: 0,
-            max_running: 64,
-            queued: 0,
-            max_queued: 1024,
-            leaked,
-            counters: Counters::default(),
-            audit: AuditReport::default(),
-        }
-    }
+    use crate::scheduler::state::LeakedTask;
+    use crate::test_support::{job_state, running, specs};
 
     const JOB: &str = "schedule = \"@daily\"\ncommand = [\"true\"]\n";
 

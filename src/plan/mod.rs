@@ -194,22 +194,7 @@ pub fn diff(desired: &BTreeMap<JobId, Arc<JobSpec>>, running: &BTreeMap<JobId, u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Snapshot;
-    use crate::spec::{LoadOptions, load};
-
-    fn specs(files: &[(&str, &str)]) -> BTreeMap<JobId, Arc<JobSpec>> {
-        let snapshot = Snapshot::from_texts("r", files);
-        let now = chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap();
-        let l = load(
-            &snapshot,
-            &LoadOptions {
-                now,
-                max_jobs: None,
-            },
-        );
-        assert!(l.is_valid(), "{:?}", l.diagnostics);
-        l.desired.jobs
-    }
+    use crate::test_support::specs;
 
     #[test]
     fn diff_sorts_jobs_into_create_update_delete_unchanged() {
